@@ -1,0 +1,33 @@
+# Candor — common tasks. `make run` starts everything; `make test` runs every test.
+GO      ?= go
+DATA    ?= ./data
+ADDR    ?= 127.0.0.1:8080
+BIN     := bin/candor
+
+.PHONY: run build test test-short bench lint fuzz clean
+
+run: build
+	$(BIN) serve --data $(DATA) --addr $(ADDR)
+
+build:
+	$(GO) build -o $(BIN) ./cmd/candor
+
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+bench: build
+	$(GO) run ./cmd/candor loadtest --bench-all --out docs/PERFORMANCE.md
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+fuzz:
+	$(GO) test -run x -fuzz FuzzPublishDecode -fuzztime 30s ./keyserver/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tink-crypto/tink-go/v2/tink"
+
+	"github.com/candor-en/candor/internal/web"
+	"github.com/candor-en/candor/keyserver"
+	"github.com/candor-en/candor/keyset"
+	"github.com/candor-en/candor/storage/bolt"
+)
+
+// Config is the configuration of `candor serve`. Every field has a flag and
+// a CANDOR_* environment variable; `candor serve --help` prints them.
+type Config struct {
+	DataDir       string
+	Addr          string
+	MasterKeyFile string
+	LogLevel      string
+	LogFormat     string
+	// ShutdownTimeout bounds how long in-flight requests may finish.
+	ShutdownTimeout time.Duration
+	// JWKSInterval is how often authorities' JWKS URLs are polled.
+	JWKSInterval time.Duration
+	// RevisionKeyRotation is how often the revision-token key rotates.
+	RevisionKeyRotation time.Duration
+	// Now is the clock (tests); time.Now when nil.
+	Now func() time.Time
+}
+
+// Defaults of Config.
+const (
+	DefaultDataDir             = "./data"
+	DefaultAddr                = "127.0.0.1:8080"
+	DefaultShutdownTimeout     = 30 * time.Second
+	DefaultJWKSInterval        = 5 * time.Minute
+	DefaultRevisionKeyRotation = 7 * 24 * time.Hour
+)
+
+func (c *Config) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data", DefaultDataDir, "data directory: the store, keys and export files")
+	fs.StringVar(&c.Addr, "addr", DefaultAddr, "HTTP listen address host:port")
+	fs.StringVar(&c.MasterKeyFile, "master-key", "", "master key file encrypting every keyset (default <data>/master.key, created 0600 on first start)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long in-flight requests may finish on SIGTERM")
+	fs.DurationVar(&c.JWKSInterval, "jwks-interval", DefaultJWKSInterval, "how often authorities' JWKS URLs are polled")
+	fs.DurationVar(&c.RevisionKeyRotation, "revision-key-rotation", DefaultRevisionKeyRotation, "how often the revision-token key rotates")
+}
+
+func (c *Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Sprintf("--log-level %q: %v", level, err)}
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageError{fmt.Sprintf("--log-format %q: want text or json", format)}
+}
+
+// Main is the running system: the store, keys, services and HTTP servers
+// that `candor serve` wires together. End-to-end tests run the real binary;
+// in-process tests build a Main.
+type Main struct {
+	Config   Config
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+
+	DB        *bolt.DB
+	Master    tink.AEAD
+	Revision  *keyset.Ring
+	Publisher *keyserver.Publisher
+
+	// Each role keeps its parts in its own file.
+	verificationParts
+	exportParts
+
+	http  *web.Server
+	admin *web.Server
+	wg    sync.WaitGroup
+}
+
+// NewMain returns a Main for cfg logging to logOut.
+func NewMain(cfg Config, logOut io.Writer) (*Main, error) {
+	log, err := newLogger(logOut, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return nil, err
+	}
+	return &Main{Config: cfg, Log: log}, nil
+}
+
+// Open opens the store and keys, builds the services and binds the
+// listeners; Run then serves.
+func (m *Main) Open(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	if err := m.OpenServices(ctx); err != nil {
+		return err
+	}
+	e := web.NewEcho(m.Log, web.NewMetrics(m.Registry))
+	e.GET("/health", m.health)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})))
+	keyserver.NewHandler(m.Publisher, m.Log, m.Registry).Register(e)
+	m.registerVerification(e)
+	m.registerExports(e)
+
+	if m.http, err = web.Listen(m.Config.Addr, e); err != nil {
+		return err
+	}
+	return m.openAdminSocket()
+}
+
+// OpenServices opens the store and keys and builds the services, without
+// listening: operator commands use it when no server runs.
+func (m *Main) OpenServices(ctx context.Context) (err error) {
+	cfg := &m.Config
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if cfg.MasterKeyFile == "" {
+		cfg.MasterKeyFile = filepath.Join(cfg.DataDir, "master.key")
+	}
+	m.DB, err = bolt.Open(cfg.DataDir, bolt.Options{})
+	if err != nil {
+		return err
+	}
+	m.Master, err = keyset.OpenMasterFile(cfg.MasterKeyFile)
+	if err != nil {
+		return fmt.Errorf("master key: %w", err)
+	}
+	// Revision tokens must open for as long as their keys can be revised:
+	// keys are accepted for 15 days, so retired keys are kept that long.
+	m.Revision, err = keyset.Open(ctx, m.DB, m.Master, "keyserver/revision-token", keyset.PurposeAEAD, keyset.Options{
+		RotateAfter: cfg.RevisionKeyRotation,
+		RetainFor:   keyserver.DefaultMaxIntervalAge + 24*time.Hour,
+		Now:         cfg.now,
+	})
+	if err != nil {
+		return fmt.Errorf("revision keys: %w", err)
+	}
+
+	m.Registry = prometheus.NewRegistry()
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.Publisher = keyserver.NewPublisher(m.DB, m.DB, m.Revision, keyserver.PublishOptions{
+		RevisionTokenMaxAge: keyserver.DefaultMaxIntervalAge,
+		Now:                 cfg.now,
+	})
+	if err := m.openVerification(ctx); err != nil {
+		return err
+	}
+	return m.openExports(ctx)
+}
+
+func (m *Main) openAdminSocket() error {
+	sock := filepath.Join(m.Config.DataDir, AdminSocketName)
+	_ = os.Remove(sock) // a stale socket of a previous run; the store lock proves none runs now
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	e := web.NewEcho(m.Log, nil)
+	registerOps(e, m)
+	m.admin = web.Serve(ln, e)
+	return nil
+}
+
+func (m *Main) health(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// URL is the base URL of the HTTP server.
+func (m *Main) URL() string { return "http://" + m.http.Addr().String() }
+
+// Run serves until ctx is cancelled, then shuts down gracefully: in-flight
+// requests finish, background work stops, the store closes.
+func (m *Main) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- m.http.Run() }()
+	go func() { errc <- m.admin.Run() }()
+	m.background(ctx)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	m.Log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+	defer cancel()
+	err := errors.Join(runErr, m.http.Shutdown(sctx), m.admin.Shutdown(sctx))
+	m.wg.Wait()
+	return err
+}
+
+// background starts the periodic jobs: key rotation, JWKS polling, and the
+// roles' own jobs.
+func (m *Main) background(ctx context.Context) {
+	m.verificationBackground(ctx)
+	m.exportBackground(ctx)
+	m.every(ctx, time.Hour, "revision key maintenance", func(ctx context.Context) error {
+		_, _, err := m.Revision.Maintain(ctx)
+		return err
+	})
+	client := &http.Client{Timeout: 30 * time.Second}
+	m.every(ctx, m.Config.JWKSInterval, "jwks sync", func(ctx context.Context) error {
+		changed, err := keyserver.SyncJWKS(ctx, m.DB, client, m.Config.now())
+		if len(changed) > 0 {
+			m.Publisher.InvalidateCache()
+			m.Log.Info("jwks keys changed", "issuers", strings.Join(changed, ","))
+		}
+		return err
+	})
+}
+
+// every runs fn now and then every interval until ctx ends.
+func (m *Main) every(ctx context.Context, interval time.Duration, name string, fn func(context.Context) error) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				m.Log.Warn(name+" failed", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// Close releases the store; safe after a failed Open.
+func (m *Main) Close() error {
+	var err error
+	if m.DB != nil {
+		err = m.DB.Close()
+		m.DB = nil
+		if m.admin != nil {
+			_ = os.Remove(filepath.Join(m.Config.DataDir, AdminSocketName))
+		}
+	}
+	return err
+}
+
+func runServe(ctx context.Context, args []string, io IO) error {
+	var cfg Config
+	fs := newFlagSet("serve [flags]", "Run Candor: the key server (/v1/publish), health and metrics, on one port with embedded storage.", io.Err)
+	cfg.flags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	m, err := NewMain(cfg, io.Err)
+	if err != nil {
+		return err
+	}
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	defer m.Close()
+	u := m.URL()
+	fmt.Fprintf(io.Out, "Candor is running (data in %s)\n", m.Config.DataDir)
+	fmt.Fprintf(io.Out, "  key server publish:  %s/v1/publish\n", u)
+	fmt.Fprintf(io.Out, "  health:              %s/health\n", u)
+	fmt.Fprintf(io.Out, "  metrics:             %s/metrics\n", u)
+	fmt.Fprintf(io.Out, "  operator socket:     %s\n", filepath.Join(m.Config.DataDir, AdminSocketName))
+	return m.Run(ctx)
+}

@@ -1,0 +1,118 @@
+package keyserver
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/candor-en/candor/api"
+	"github.com/candor-en/candor/internal/web"
+)
+
+// Handler serves the publish API over HTTP.
+type Handler struct {
+	pub      *Publisher
+	log      *slog.Logger
+	outcomes *prometheus.CounterVec
+	keys     *prometheus.CounterVec
+	latency  web.LatencySampler
+}
+
+// NewHandler returns the HTTP handler of pub, registering its metrics with reg.
+func NewHandler(pub *Publisher, log *slog.Logger, reg prometheus.Registerer) *Handler {
+	h := &Handler{
+		pub: pub,
+		log: log,
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "candor_publish_requests_total",
+			Help: "Publish requests by outcome: ok, chaff, or the error code.",
+		}, []string{"code"}),
+		keys: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "candor_publish_keys_total",
+			Help: "Uploaded keys by result: inserted, revised or dropped.",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(h.outcomes, h.keys)
+	return h
+}
+
+// Register adds the publish route to e.
+func (h *Handler) Register(e *echo.Echo) {
+	e.POST(api.PublishPath, h.publish)
+}
+
+func (h *Handler) publish(c echo.Context) error {
+	if c.Request().Header.Get("X-Chaff") != "" {
+		return h.chaff(c)
+	}
+	start := time.Now()
+	defer func() { h.latency.Observe(time.Since(start)) }()
+
+	var req api.Publish
+	if err := web.DecodeJSON(c, &req); err != nil {
+		status := http.StatusBadRequest
+		var de *web.DecodeError
+		if errors.As(err, &de) {
+			status = de.Status
+		}
+		h.outcomes.WithLabelValues(api.CodeBadRequest).Inc()
+		return h.reply(c, status, &api.PublishResponse{ErrorMessage: err.Error(), Code: api.CodeBadRequest})
+	}
+	res, err := h.pub.Publish(c.Request().Context(), &req)
+	if err != nil {
+		code := ErrorCode(err)
+		h.outcomes.WithLabelValues(code).Inc()
+		msg := "internal error"
+		var perr *Error
+		if errors.As(err, &perr) {
+			msg = perr.Message
+		}
+		if Status(code) >= 500 {
+			h.log.ErrorContext(c.Request().Context(), "publish failed", "code", code, "err", err)
+		} else {
+			h.log.DebugContext(c.Request().Context(), "publish refused", "code", code, "err", err)
+		}
+		return h.reply(c, Status(code), &api.PublishResponse{ErrorMessage: msg, Code: code})
+	}
+	h.keys.WithLabelValues("inserted").Add(float64(res.Inserted))
+	h.keys.WithLabelValues("revised").Add(float64(res.Revised))
+	h.keys.WithLabelValues("dropped").Add(float64(res.Dropped))
+	resp := &api.PublishResponse{
+		RevisionToken:     res.RevisionToken,
+		InsertedExposures: res.Inserted,
+		Warnings:          res.Warnings,
+	}
+	outcome := "ok"
+	if res.PartialFailure != "" {
+		resp.Code, resp.ErrorMessage = api.CodePartialFailure, res.PartialFailure
+		outcome = api.CodePartialFailure
+	}
+	h.outcomes.WithLabelValues(outcome).Inc()
+	return h.reply(c, http.StatusOK, resp)
+}
+
+// chaff answers a decoy request: nothing is read or stored, but the status,
+// headers, body size and latency look like a real success.
+func (h *Handler) chaff(c echo.Context) error {
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.Request().Body, web.MaxBodyBytes))
+	time.Sleep(h.latency.Sample())
+	h.outcomes.WithLabelValues("chaff").Inc()
+	token := web.RandomBase64(revisionTokenCiphertextSize)
+	return h.reply(c, http.StatusOK, &api.PublishResponse{RevisionToken: token, InsertedExposures: 1 + rand.IntN(14)})
+}
+
+// revisionTokenCiphertextSize is the sealed size of every revision token:
+// Tink's 5-byte prefix, the 12-byte GCM nonce and the 16-byte tag.
+const revisionTokenCiphertextSize = 5 + 12 + revisionPlaintextSize + 16
+
+func (h *Handler) reply(c echo.Context, status int, resp *api.PublishResponse) error {
+	resp.Padding = web.Padding()
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	return c.JSON(status, resp)
+}

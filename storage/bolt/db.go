@@ -1,0 +1,111 @@
+// Package bolt stores Candor's data in one embedded bbolt file: the default
+// backend of `candor serve`, durable on every acknowledged write (fsync, with
+// concurrent writes grouped into one transaction).
+//
+// DB implements the store interfaces of the domain packages (keyserver,
+// keyset, …); the conformance tests in storage/storetest run against it.
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+)
+
+// FileName is the store's file inside the data directory.
+const FileName = "candor.db"
+
+// DB is the bbolt-backed store.
+type DB struct {
+	db *bbolt.DB
+}
+
+// Options tune the store.
+type Options struct {
+	// LockTimeout is how long Open waits for another process's lock
+	// (bbolt allows one process per file). Zero waits one second.
+	LockTimeout time.Duration
+	// MaxBatchDelay bounds how long a write waits to share a transaction.
+	MaxBatchDelay time.Duration
+	// ReadOnly opens the file without taking the write lock.
+	ReadOnly bool
+}
+
+// ErrLocked is returned by Open when another process holds the file,
+// typically a running `candor serve`: reach it through its admin socket.
+var ErrLocked = errors.New("store is locked by another process")
+
+var allBuckets = [][]byte{
+	bucketExposures, bucketExposuresCreated, bucketExposuresRevised,
+	bucketAuthorities, bucketApps, bucketKeysets,
+}
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string, opts Options) (*DB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if opts.LockTimeout == 0 {
+		opts.LockTimeout = time.Second
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:        opts.LockTimeout,
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+		ReadOnly:       opts.ReadOnly,
+	})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("open store %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if opts.MaxBatchDelay > 0 {
+		db.MaxBatchDelay = opts.MaxBatchDelay
+	} else {
+		db.MaxBatchDelay = 2 * time.Millisecond
+	}
+	db.MaxBatchSize = 2000
+	if !opts.ReadOnly {
+		err = db.Update(func(tx *bbolt.Tx) error {
+			for _, b := range allBuckets {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open store: create buckets: %w", err)
+		}
+	}
+	return &DB{db: db}, nil
+}
+
+// Close closes the file; writes already acknowledged are on disk.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Bolt returns the underlying handle, for adapters in this package's
+// sub-packages and for tests.
+func (d *DB) Bolt() *bbolt.DB { return d.db }
+
+// RegisterBuckets creates buckets for another domain's records.
+func (d *DB) RegisterBuckets(names ...[]byte) error {
+	return d.db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range names {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("create bucket %s: %w", b, err)
+			}
+		}
+		return nil
+	})
+}
+
+func ctxErr(ctx context.Context) error { return ctx.Err() }
