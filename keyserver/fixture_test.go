@@ -28,7 +28,7 @@ const (
 // fixture is a Publisher over an in-memory store with one authority and app,
 // a certificate signing key, and a movable clock.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	store  *memory.Store
 	pub    *keyserver.Publisher
 	priv   *ecdsa.PrivateKey
@@ -36,7 +36,7 @@ type fixture struct {
 	revKey *keyset.Ring
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &fixture{t: t, store: memory.New(), now: time.Date(2026, 11, 20, 15, 37, 11, 0, time.UTC)}
