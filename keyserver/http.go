@@ -65,6 +65,10 @@ func (h *Handler) publish(c echo.Context) error {
 		return h.reply(c, status, &api.PublishResponse{ErrorMessage: err.Error(), Code: api.CodeBadRequest})
 	}
 	res, err := h.pub.Publish(c.Request().Context(), &req)
+	if err != nil && c.Request().Context().Err() != nil {
+		h.outcomes.WithLabelValues("canceled").Inc()
+		return nil // the client is gone; nobody reads an answer
+	}
 	if err != nil {
 		code := ErrorCode(err)
 		h.outcomes.WithLabelValues(code).Inc()

@@ -177,6 +177,9 @@ func (p *Publisher) Publish(ctx context.Context, req *api.Publish) (*Result, err
 		if errors.As(err, &perr) {
 			return nil, perr
 		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // the client went away
+		}
 		return nil, &Error{Code: api.CodeInternalError, Message: "storing keys", Err: err}
 	}
 	res.Inserted, res.Revised = inserted, revised

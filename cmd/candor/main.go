@@ -54,6 +54,7 @@ func commands() []command {
 		{"serve", "run the server (every role in one process by default)", runServe},
 		{"admin", "manage authorities, apps, realms, API keys and exports", runAdmin},
 		{"version", "print the version", runVersion},
+		{"loadtest", "drive load against a server and print throughput and latency", runLoadtest},
 		// More commands (export, audit, phone, loadtest) are added here.
 	}
 }

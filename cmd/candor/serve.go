@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // served on the operator socket only
 	"os"
 	"path/filepath"
 	"strings"
@@ -196,6 +197,8 @@ func (m *Main) openAdminSocket() error {
 	}
 	e := web.NewEcho(m.Log, nil)
 	registerOps(e, m)
+	// Profiles only through the operator socket: never on the public port.
+	e.GET("/debug/pprof/*", echo.WrapHandler(http.DefaultServeMux))
 	m.admin = web.Serve(ln, e)
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -23,6 +24,14 @@ const FileName = "candor.db"
 // DB is the bbolt-backed store.
 type DB struct {
 	db *bbolt.DB
+
+	// The exposure writer (see exposures.go).
+	publishes  chan *publishReq
+	closeMu    sync.RWMutex // held for reading while sending to publishes
+	closed     bool
+	writerDone chan struct{}
+	indexMu    sync.RWMutex
+	index      map[keyBytes]location
 }
 
 // Options tune the store.
@@ -68,10 +77,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	if opts.MaxBatchDelay > 0 {
 		db.MaxBatchDelay = opts.MaxBatchDelay
-	} else {
-		db.MaxBatchDelay = 2 * time.Millisecond
 	}
-	db.MaxBatchSize = 2000
 	if !opts.ReadOnly {
 		err = db.Update(func(tx *bbolt.Tx) error {
 			for _, b := range allBuckets {
@@ -86,11 +92,31 @@ func Open(dir string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("open store: create buckets: %w", err)
 		}
 	}
-	return &DB{db: db}, nil
+	d := &DB{db: db}
+	if err := d.loadIndex(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store: index exposures: %w", err)
+	}
+	if !opts.ReadOnly {
+		d.publishes = make(chan *publishReq, maxPublishBatch)
+		d.writerDone = make(chan struct{})
+		go d.writeLoop()
+	}
+	return d, nil
 }
 
-// Close closes the file; writes already acknowledged are on disk.
-func (d *DB) Close() error { return d.db.Close() }
+// Close stops the writer after the publishes already queued, and closes the
+// file; writes already acknowledged are on disk.
+func (d *DB) Close() error {
+	if d.publishes != nil {
+		d.closeMu.Lock()
+		d.closed = true
+		close(d.publishes)
+		d.closeMu.Unlock()
+		<-d.writerDone
+	}
+	return d.db.Close()
+}
 
 // Bolt returns the underlying handle, for adapters in this package's
 // sub-packages and for tests.

@@ -13,112 +13,266 @@ import (
 	"github.com/candor-en/candor/keyserver"
 )
 
+// Exposures are stored append-only, keyed by their location: the coarse
+// created time (8 bytes, Unix seconds, big endian) and a sequence number (8
+// bytes). Appending touches only the last pages of the B+tree, where
+// inserting random key bytes would dirty a page per key and make every
+// commit write megabytes. The key-bytes → location index that uniqueness and
+// revisions need lives in memory, built from the bucket on Open.
 var (
-	// exposures: key bytes → record.
+	// exposures: location → record (including the key bytes).
 	bucketExposures = []byte("exposures")
-	// exposures_created: created (8 bytes, Unix seconds, big endian) ‖ key → empty; the exporter's scan order.
-	bucketExposuresCreated = []byte("exposures_created")
-	// exposures_revised: revised at ‖ key → empty.
+	// exposures_revised: revised at (8 bytes) ‖ location → empty.
 	bucketExposuresRevised = []byte("exposures_revised")
+	// exposures_created is the index of an earlier layout, kept empty so old
+	// files open.
+	bucketExposuresCreated = []byte("exposures_created")
 )
 
-// Publish implements keyserver.ExposureStore. Concurrent publishes share one
-// transaction and one fsync (bbolt's Batch).
-func (d *DB) Publish(ctx context.Context, keys [][keyserver.KeyLength]byte, plan func(map[[keyserver.KeyLength]byte]*keyserver.Exposure) (*keyserver.Change, error)) error {
-	if err := ctxErr(ctx); err != nil {
-		return err
+const locLen = 16
+
+type location [locLen]byte
+
+func newLocation(created time.Time, seq uint64) location {
+	var l location
+	binary.BigEndian.PutUint64(l[:8], uint64(created.Unix()))
+	binary.BigEndian.PutUint64(l[8:], seq)
+	return l
+}
+
+type keyBytes = [keyserver.KeyLength]byte
+
+// publishReq is one Publish waiting for the writer.
+type publishReq struct {
+	keys []keyBytes
+	plan func(map[keyBytes]*keyserver.Exposure) (*keyserver.Change, error)
+	err  error
+	done chan struct{}
+}
+
+// maxPublishBatch bounds how many publishes share one transaction.
+const maxPublishBatch = 1024
+
+// loadIndex builds the in-memory key index from the exposures bucket.
+func (d *DB) loadIndex() error {
+	d.index = make(map[keyBytes]location)
+	return d.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketExposures).ForEach(func(k, v []byte) error {
+			if len(k) != locLen || len(v) < 1+keyserver.KeyLength {
+				return nil // counted and skipped by readers
+			}
+			var key keyBytes
+			copy(key[:], v[1:])
+			d.index[key] = location(k)
+			return nil
+		})
+	})
+}
+
+// writeLoop is the single writer of exposures: it takes every publish that
+// is waiting, applies them in one transaction (one fsync), then answers
+// them. While it commits, the next publishes queue up, so the batch size
+// follows the load with no timer.
+func (d *DB) writeLoop() {
+	defer close(d.writerDone)
+	for {
+		r, ok := <-d.publishes
+		if !ok {
+			return
+		}
+		batch := []*publishReq{r}
+	drain:
+		for len(batch) < maxPublishBatch {
+			select {
+			case r, ok := <-d.publishes:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		d.applyPublishes(batch)
+		for _, r := range batch {
+			close(r.done)
+		}
 	}
-	err := d.db.Batch(func(tx *bbolt.Tx) error {
+}
+
+func (d *DB) applyPublishes(batch []*publishReq) {
+	added := make(map[keyBytes]location)
+	err := d.db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketExposures)
-		existing := make(map[[keyserver.KeyLength]byte]*keyserver.Exposure)
-		for _, k := range keys {
-			v := b.Get(k[:])
-			if v == nil {
+		revised := tx.Bucket(bucketExposuresRevised)
+		for _, r := range batch {
+			existing := make(map[keyBytes]*keyserver.Exposure)
+			locs := make(map[keyBytes]location)
+			d.indexMu.RLock()
+			for _, k := range r.keys {
+				loc, ok := added[k]
+				if !ok {
+					loc, ok = d.index[k]
+				}
+				if !ok {
+					continue
+				}
+				v := b.Get(loc[:])
+				if v == nil {
+					continue // removed by retention
+				}
+				e, err := decodeExposure(v)
+				if err != nil {
+					d.indexMu.RUnlock()
+					return fmt.Errorf("exposure at %x: %w", loc, err)
+				}
+				existing[k], locs[k] = e, loc
+			}
+			d.indexMu.RUnlock()
+			ch, err := r.plan(existing)
+			if err != nil {
+				r.err = err // refused: this publish writes nothing
 				continue
 			}
-			e, err := decodeExposure(k[:], v)
-			if err != nil {
-				return fmt.Errorf("exposure %x: %w", k[:4], err)
+			for _, e := range ch.Insert {
+				seq, err := b.NextSequence()
+				if err != nil {
+					return err
+				}
+				loc := newLocation(e.CreatedAt, seq)
+				if err := b.Put(loc[:], encodeExposure(e)); err != nil {
+					return err
+				}
+				added[e.Key] = loc
 			}
-			existing[k] = e
-		}
-		ch, err := plan(existing)
-		if err != nil {
-			return err
-		}
-		created := tx.Bucket(bucketExposuresCreated)
-		revised := tx.Bucket(bucketExposuresRevised)
-		for _, e := range ch.Insert {
-			if err := b.Put(e.Key[:], encodeExposure(e)); err != nil {
-				return err
-			}
-			if err := created.Put(timeKey(e.CreatedAt, e.Key[:]), nil); err != nil {
-				return err
-			}
-		}
-		for _, e := range ch.Revise {
-			if err := b.Put(e.Key[:], encodeExposure(e)); err != nil {
-				return err
-			}
-			if err := revised.Put(timeKey(e.RevisedAt, e.Key[:]), nil); err != nil {
-				return err
+			for _, e := range ch.Revise {
+				loc, ok := locs[e.Key]
+				if !ok {
+					return fmt.Errorf("revision of a key that is not stored")
+				}
+				if err := b.Put(loc[:], encodeExposure(e)); err != nil {
+					return err
+				}
+				if err := revised.Put(timeKey(e.RevisedAt, loc[:]), nil); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		var perr *keyserver.Error
-		if errors.As(err, &perr) {
-			return err
+		for _, r := range batch {
+			if r.err == nil {
+				r.err = fmt.Errorf("publish: %w", err)
+			}
 		}
-		return fmt.Errorf("publish %d keys: %w", len(keys), err)
+		return
+	}
+	d.indexMu.Lock()
+	for k, loc := range added {
+		d.index[k] = loc
+	}
+	d.indexMu.Unlock()
+}
+
+// Publish implements keyserver.ExposureStore. Concurrent publishes share one
+// transaction and one fsync; a nil error means the change is on disk.
+func (d *DB) Publish(ctx context.Context, keys [][keyserver.KeyLength]byte, plan func(map[[keyserver.KeyLength]byte]*keyserver.Exposure) (*keyserver.Change, error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := &publishReq{keys: keys, plan: plan, done: make(chan struct{})}
+	d.closeMu.RLock()
+	if d.closed || d.publishes == nil {
+		d.closeMu.RUnlock()
+		return errors.New("publish: store is closed or read-only")
+	}
+	d.publishes <- r
+	d.closeMu.RUnlock()
+	<-r.done // not ctx: once queued, the outcome is decided by the writer
+	if r.err != nil {
+		var perr *keyserver.Error
+		if errors.As(r.err, &perr) {
+			return r.err
+		}
+		return fmt.Errorf("publish %d keys: %w", len(keys), r.err)
 	}
 	return nil
 }
 
 // Exposure returns one stored exposure.
 func (d *DB) Exposure(ctx context.Context, key [keyserver.KeyLength]byte) (*keyserver.Exposure, error) {
+	d.indexMu.RLock()
+	loc, ok := d.index[key]
+	d.indexMu.RUnlock()
+	if !ok {
+		return nil, keyserver.ErrNotFound
+	}
 	var e *keyserver.Exposure
 	err := d.db.View(func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucketExposures).Get(key[:])
+		v := tx.Bucket(bucketExposures).Get(loc[:])
 		if v == nil {
 			return keyserver.ErrNotFound
 		}
 		var err error
-		e, err = decodeExposure(key[:], v)
+		e, err = decodeExposure(v)
 		return err
 	})
 	return e, err
 }
 
+// ErrBadRecord marks a stored exposure that cannot be decoded (for example a
+// key of the wrong length); scans pass it to fn's caller through BadRecords.
+var ErrBadRecord = errors.New("bad exposure record")
+
 // ExposuresCreated calls fn for every exposure created in [from, to), in
-// creation order. It stops at fn's first error.
+// creation order. Records that cannot be decoded are skipped and counted in
+// the returned number. It stops at fn's first error.
 func (d *DB) ExposuresCreated(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) error {
-	return d.scan(ctx, bucketExposuresCreated, from, to, fn)
+	_, err := d.ScanCreated(ctx, from, to, fn)
+	return err
+}
+
+// ScanCreated is ExposuresCreated that also returns how many bad records it skipped.
+func (d *DB) ScanCreated(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) (skipped int, err error) {
+	err = d.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketExposures).Cursor()
+		end := timeKey(to, nil)
+		for k, v := c.Seek(timeKey(from, nil)); k != nil && bytes.Compare(k, end) < 0; k, v = c.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			e, err := decodeExposure(v)
+			if err != nil {
+				skipped++
+				continue
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return skipped, err
 }
 
 // ExposuresRevised calls fn for every exposure revised in [from, to).
 func (d *DB) ExposuresRevised(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) error {
-	return d.scan(ctx, bucketExposuresRevised, from, to, fn)
-}
-
-func (d *DB) scan(ctx context.Context, index []byte, from, to time.Time, fn func(*keyserver.Exposure) error) error {
 	return d.db.View(func(tx *bbolt.Tx) error {
 		records := tx.Bucket(bucketExposures)
-		c := tx.Bucket(index).Cursor()
+		c := tx.Bucket(bucketExposuresRevised).Cursor()
 		end := timeKey(to, nil)
 		for k, _ := c.Seek(timeKey(from, nil)); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			key := k[8:]
-			v := records.Get(key)
+			v := records.Get(k[8:])
 			if v == nil {
 				continue // deleted by retention
 			}
-			e, err := decodeExposure(key, v)
+			e, err := decodeExposure(v)
 			if err != nil {
-				return fmt.Errorf("exposure %x: %w", key, err)
+				continue
 			}
 			if err := fn(e); err != nil {
 				return err
@@ -130,30 +284,28 @@ func (d *DB) scan(ctx context.Context, index []byte, from, to time.Time, fn func
 
 // DeleteExposuresCreatedBefore removes every exposure created before cutoff
 // and returns how many went. It works in bounded transactions so a large
-// deletion does not block publishing for long.
+// deletion does not hold up publishing for long.
 func (d *DB) DeleteExposuresCreatedBefore(ctx context.Context, cutoff time.Time) (int, error) {
 	total := 0
 	end := timeKey(cutoff, nil)
+	const chunk = 10000
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
+		gone := map[keyBytes]location{}
 		n := 0
 		err := d.db.Update(func(tx *bbolt.Tx) error {
-			records := tx.Bucket(bucketExposures)
-			created := tx.Bucket(bucketExposuresCreated)
 			revised := tx.Bucket(bucketExposuresRevised)
-			c := created.Cursor()
-			for k, _ := c.First(); k != nil && bytes.Compare(k, end) < 0 && n < 10000; k, _ = c.First() {
-				key := append([]byte(nil), k[8:]...)
-				if v := records.Get(key); v != nil {
-					if e, err := decodeExposure(key, v); err == nil && e.Revised {
-						if err := revised.Delete(timeKey(e.RevisedAt, key)); err != nil {
+			c := tx.Bucket(bucketExposures).Cursor()
+			for k, v := c.First(); k != nil && bytes.Compare(k, end) < 0 && n < chunk; k, v = c.First() {
+				loc := location(k)
+				if e, err := decodeExposure(v); err == nil {
+					gone[e.Key] = loc
+					if e.Revised {
+						if err := revised.Delete(timeKey(e.RevisedAt, loc[:])); err != nil {
 							return err
 						}
-					}
-					if err := records.Delete(key); err != nil {
-						return err
 					}
 				}
 				if err := c.Delete(); err != nil {
@@ -163,27 +315,35 @@ func (d *DB) DeleteExposuresCreatedBefore(ctx context.Context, cutoff time.Time)
 			}
 			return nil
 		})
-		total += n
 		if err != nil {
 			return total, fmt.Errorf("delete exposures before %s: %w", cutoff.Format(time.RFC3339), err)
 		}
-		if n < 10000 {
+		d.indexMu.Lock()
+		for k, loc := range gone {
+			if d.index[k] == loc {
+				delete(d.index, k)
+			}
+		}
+		d.indexMu.Unlock()
+		total += n
+		if n < chunk {
 			return total, nil
 		}
 	}
 }
 
-func timeKey(t time.Time, key []byte) []byte {
-	b := make([]byte, 8, 8+len(key))
+func timeKey(t time.Time, suffix []byte) []byte {
+	b := make([]byte, 8, 8+len(suffix))
 	binary.BigEndian.PutUint64(b, uint64(t.Unix()))
-	return append(b, key...)
+	return append(b, suffix...)
 }
 
-const exposureRecordVersion = 1
+const exposureRecordVersion = 2
 
 func encodeExposure(e *keyserver.Exposure) []byte {
-	b := make([]byte, 0, 64+len(e.Region)+len(e.HealthAuthorityID))
+	b := make([]byte, 0, 80+len(e.Region)+len(e.HealthAuthorityID))
 	b = append(b, exposureRecordVersion)
+	b = append(b, e.Key[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(e.IntervalNumber))
 	b = binary.BigEndian.AppendUint32(b, uint32(e.IntervalCount))
 	b = binary.BigEndian.AppendUint32(b, uint32(e.TransmissionRisk))
@@ -222,16 +382,14 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-var errBadRecord = errors.New("bad exposure record")
-
-func decodeExposure(key, b []byte) (*keyserver.Exposure, error) {
-	const fixed = 1 + 4 + 4 + 4 + 1 + 4 + 1 + 8 + 1 + 4 + 4 + 8
-	if len(key) != keyserver.KeyLength || len(b) < fixed+2 || b[0] != exposureRecordVersion {
-		return nil, errBadRecord
+func decodeExposure(b []byte) (*keyserver.Exposure, error) {
+	const fixed = 1 + keyserver.KeyLength + 4 + 4 + 4 + 1 + 4 + 1 + 8 + 1 + 4 + 4 + 8
+	if len(b) < fixed+2 || b[0] != exposureRecordVersion {
+		return nil, ErrBadRecord
 	}
 	e := &keyserver.Exposure{}
-	copy(e.Key[:], key)
-	p := b[1:]
+	copy(e.Key[:], b[1:])
+	p := b[1+keyserver.KeyLength:]
 	u32 := func() uint32 { v := binary.BigEndian.Uint32(p); p = p[4:]; return v }
 	u64 := func() uint64 { v := binary.BigEndian.Uint64(p); p = p[8:]; return v }
 	u8 := func() byte { v := p[0]; p = p[1:]; return v }
@@ -262,7 +420,7 @@ func decodeExposure(key, b []byte) (*keyserver.Exposure, error) {
 	e.Region, ok1 = str()
 	e.HealthAuthorityID, ok2 = str()
 	if !ok1 || !ok2 {
-		return nil, errBadRecord
+		return nil, ErrBadRecord
 	}
 	return e, nil
 }
