@@ -13,7 +13,7 @@ import (
 func Padding() string {
 	n := 1024 + rand.IntN(1025)
 	b := make([]byte, n) // its base64 is longer than n; cut to n
-	crand.Read(b) // never fails since Go 1.24
+	crand.Read(b)        // never fails since Go 1.24
 	return base64.StdEncoding.EncodeToString(b)[:n]
 }
 
