@@ -104,6 +104,7 @@ type Main struct {
 	// Each role keeps its parts in its own file.
 	verificationParts
 	exportParts
+	transparencyParts
 
 	http  *web.Server
 	admin *web.Server
@@ -136,6 +137,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	keyserver.NewHandler(m.Publisher, m.Log, m.Registry).Register(e)
 	m.registerVerification(e)
 	m.registerExports(e)
+	m.registerTransparency(e)
 
 	if m.http, err = web.Listen(m.Config.Addr, e); err != nil {
 		return err
@@ -178,6 +180,10 @@ func (m *Main) OpenServices(ctx context.Context) (err error) {
 		RevisionTokenMaxAge: keyserver.DefaultMaxIntervalAge,
 		Now:                 cfg.now,
 	})
+	// The log opens first: the other roles record their data use in it.
+	if err := m.openTransparency(ctx); err != nil {
+		return err
+	}
 	if err := m.openVerification(ctx); err != nil {
 		return err
 	}
@@ -236,6 +242,7 @@ func (m *Main) Run(ctx context.Context) error {
 func (m *Main) background(ctx context.Context) {
 	m.verificationBackground(ctx)
 	m.exportBackground(ctx)
+	m.transparencyBackground(ctx)
 	m.every(ctx, time.Hour, "revision key maintenance", func(ctx context.Context) error {
 		_, _, err := m.Revision.Maintain(ctx)
 		return err
