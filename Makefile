@@ -20,7 +20,7 @@ test-short:
 	$(GO) test -short -count=1 ./...
 
 bench: build
-	$(GO) run ./cmd/candor loadtest --bench-all --out docs/PERFORMANCE.md
+	$(BIN) loadtest --spawn --concurrency 16,64 --duration 10s --markdown
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
