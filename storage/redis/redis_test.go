@@ -43,3 +43,31 @@ func TestOpenURL(t *testing.T) {
 		t.Error("unreachable Redis opened")
 	}
 }
+
+// With AOF and appendfsync always (deploy/redis/redis.conf), publishes
+// acknowledged before redis-server is killed with SIGKILL are all there
+// after it restarts.
+func TestDurableAcrossSIGKILL(t *testing.T) {
+	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	rdb := srv.Client(t)
+	s := redis.New(rdb)
+	ctx := context.Background()
+	var keys [][16]byte
+	for i := range 200 {
+		k := [16]byte{byte(i), byte(i >> 8), 7}
+		keys = append(keys, k)
+		err := s.Publish(ctx, [][16]byte{k}, func(map[[16]byte]*keyserver.Exposure) (*keyserver.Change, error) {
+			return &keyserver.Change{Insert: []*keyserver.Exposure{{Key: k, IntervalCount: 144, Region: "R"}}}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Restart(t) // SIGKILL, then start on the same data dir
+	s = redis.New(srv.Client(t))
+	for i, k := range keys {
+		if _, err := s.Exposure(ctx, k); err != nil {
+			t.Fatalf("acknowledged key %d lost after SIGKILL: %v", i, err)
+		}
+	}
+}
