@@ -2,24 +2,582 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/candor-en/candor/internal/web"
+	"github.com/candor-en/candor/keyserver"
+	"github.com/candor-en/candor/keyserver/exporter"
 )
 
+// ExportConfig is the export role's part of Config.
+type ExportConfig struct {
+	// ExportInterval is how often export passes run.
+	ExportInterval time.Duration
+	// Retention is how long keys and export files are kept.
+	Retention time.Duration
+	// RetentionInterval is how often retention runs.
+	RetentionInterval time.Duration
+}
+
+// Defaults of ExportConfig.
+const (
+	DefaultExportInterval    = 5 * time.Minute
+	DefaultRetentionInterval = time.Hour
+	// ExportsDirName is the directory of the export roots in the data
+	// directory.
+	ExportsDirName = "exports"
+)
+
+func (c *Config) exportFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.ExportInterval, "export-interval", DefaultExportInterval, "how often an export pass runs (it exports every window that is due)")
+	fs.DurationVar(&c.Retention, "retention", exporter.DefaultRetention, "how long keys and export files are kept (at least 240h)")
+	fs.DurationVar(&c.RetentionInterval, "retention-interval", DefaultRetentionInterval, "how often keys and export files past the retention are deleted")
+}
+
 // exportParts are the export role's pieces of Main.
-type exportParts struct{}
+type exportParts struct {
+	// Exporter produces, indexes and expires the export files.
+	Exporter *exporter.Exporter
+	// ExportKeys holds the export signing keys.
+	ExportKeys *exporter.Keysets
+}
 
-// openExports builds the export service.
-func (m *Main) openExports(ctx context.Context) error { return nil }
+// openExports builds the export service: files under <data>/exports, keys in
+// the store's keysets, metrics on the registry, events logged.
+func (m *Main) openExports(ctx context.Context) error {
+	x, err := m.newExporter(m.Config.Retention, true)
+	if err != nil {
+		return err
+	}
+	m.Exporter = x
+	return nil
+}
 
-// registerExports adds the export routes.
-func (m *Main) registerExports(e *echo.Echo) {}
+// newExporter returns an exporter over m's store with the given retention
+// (the default when zero); register says whether it registers its metrics.
+func (m *Main) newExporter(retention time.Duration, register bool) (*exporter.Exporter, error) {
+	cfg := &m.Config
+	if retention == 0 {
+		retention = exporter.DefaultRetention
+	}
+	if err := exporter.ValidateRetention(retention); err != nil {
+		return nil, usageError{"--retention: " + err.Error()}
+	}
+	if m.ExportKeys == nil {
+		m.ExportKeys = exporter.NewKeysets(m.DB, m.Master, cfg.now)
+	}
+	dir, err := filepath.Abs(filepath.Join(cfg.DataDir, ExportsDirName))
+	if err != nil {
+		return nil, fmt.Errorf("exports: %w", err)
+	}
+	// Leases are owned by host and directory, so a server restarted after
+	// a crash takes its unfinished batches back at once, while exporters
+	// on other hosts wait for the lease to expire.
+	host, _ := os.Hostname()
+	opts := exporter.Options{
+		Dir:       dir,
+		Retention: retention,
+		Owner:     host + ":" + dir,
+		Now:       cfg.now,
+		Log:       m.Log,
+		// The transparency log attaches here; until then the events are
+		// logged.
+		Events: exporter.Events{
+			OnFilePublished: func(ctx context.Context, f exporter.FilePublished) error {
+				m.Log.InfoContext(ctx, "export file published", "file", f.Name, "region", f.Region,
+					"window_start", f.Start, "window_end", f.End, "keys", f.Keys, "revised_keys", f.RevisedKeys,
+					"zip_sha256", f.ZipSHA256.String(), "bin_sha256", f.BinSHA256.String(), "signing_keys", signingKeys(f))
+				return nil
+			},
+			OnRetention: func(ctx context.Context, r exporter.RetentionResult) error {
+				m.Log.InfoContext(ctx, "retention deleted", "cutoff", r.Cutoff, "keys_removed", r.KeysRemoved, "files_removed", r.FilesRemoved)
+				return nil
+			},
+		},
+	}
+	if register {
+		opts.Registerer = m.Registry
+	}
+	x, err := exporter.New(m.DB, m.ExportKeys, opts)
+	if err != nil {
+		return nil, fmt.Errorf("exports: %w", err)
+	}
+	return x, nil
+}
 
-// exportBackground starts the export role's periodic jobs.
-func (m *Main) exportBackground(ctx context.Context) {}
+func signingKeys(f exporter.FilePublished) string {
+	names := make([]string, len(f.SigningKeys))
+	for i, s := range f.SigningKeys {
+		names[i] = s.String()
+	}
+	return strings.Join(names, ",")
+}
+
+// registerExports adds the export routes: /exports/<root>/index.txt, the
+// zips it lists, and /exports/<root>/keys.
+func (m *Main) registerExports(e *echo.Echo) {
+	exporter.NewHandler(m.Exporter).Register(e)
+}
+
+// exportBackground starts the export role's periodic jobs: export passes
+// (the first one at start, which also checks every listed file), retention,
+// and reloading the signing keys changed by other processes.
+func (m *Main) exportBackground(ctx context.Context) {
+	interval := m.Config.ExportInterval
+	if interval <= 0 {
+		interval = DefaultExportInterval
+	}
+	m.every(ctx, interval, "export pass", func(ctx context.Context) error {
+		_, err := m.Exporter.Pass(ctx)
+		return err
+	})
+	retain := m.Config.RetentionInterval
+	if retain <= 0 {
+		retain = DefaultRetentionInterval
+	}
+	m.every(ctx, retain, "retention", func(ctx context.Context) error {
+		_, err := m.Exporter.Retain(ctx)
+		return err
+	})
+	m.every(ctx, time.Hour, "export key reload", m.ExportKeys.Reload)
+}
 
 // exportOps are the export role's operator commands.
-func exportOps() map[string]opFunc { return nil }
+func exportOps() map[string]opFunc {
+	return map[string]opFunc{
+		"export.add":        opExportAdd,
+		"export.list":       opExportList,
+		"export.key.add":    opExportKeyAdd,
+		"export.key.retire": opExportKeyRetire,
+		"export.keys":       opExportKeys,
+		"export.run":        opExportRun,
+	}
+}
 
-// exportAdminCommandsAdminCommands are the role's `candor admin` commands.
-func exportAdminCommands() map[string]adminCommand { return nil }
+// exportAddRequest is a new export configuration; durations are Go
+// duration strings ("1h").
+type exportAddRequest struct {
+	Root             string   `json:"root"`
+	Region           string   `json:"region"`
+	InputRegions     []string `json:"inputRegions,omitempty"`
+	IncludeTravelers bool     `json:"includeTravelers,omitempty"`
+	Period           string   `json:"period,omitempty"`
+	MinWindowAge     string   `json:"minWindowAge,omitempty"`
+	MinKeys          int      `json:"minKeys,omitempty"`
+	MaxKeysPerFile   int      `json:"maxKeysPerFile,omitempty"`
+	KeyID            string   `json:"keyId"`
+	KeyVersion       string   `json:"keyVersion"`
+}
+
+type exportConfigResponse struct {
+	Config  *exporter.Config        `json:"config"`
+	Created bool                    `json:"created"`
+	Keys    []exporter.PublishedKey `json:"keys"`
+}
+
+func parseDuration(name, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, opError{fmt.Sprintf("--%s: %v", name, err)}
+	}
+	return d, nil
+}
+
+func opExportAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req exportAddRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	if req.Root == "" || req.Region == "" || req.KeyID == "" || req.KeyVersion == "" {
+		return nil, opError{"--root, --region, --key-id and --key-version are required"}
+	}
+	period, err := parseDuration("period", req.Period)
+	if err != nil {
+		return nil, err
+	}
+	age, err := parseDuration("min-window-age", req.MinWindowAge)
+	if err != nil {
+		return nil, err
+	}
+	c := exporter.Config{
+		Root: req.Root, Region: req.Region, InputRegions: req.InputRegions, IncludeTravelers: req.IncludeTravelers,
+		Period: period, MinWindowAge: age, MinKeys: req.MinKeys, MaxKeysPerFile: req.MaxKeysPerFile,
+		SignatureInfos: []exporter.SignatureInfo{{KeyID: req.KeyID, KeyVersion: req.KeyVersion}},
+	}
+	out, created, err := exporter.AddConfig(ctx, m.DB, m.ExportKeys, c, m.Config.now())
+	if err != nil {
+		return nil, opError{err.Error()}
+	}
+	keys, err := m.Exporter.PublicKeys(ctx, out.Root)
+	if err != nil {
+		return nil, err
+	}
+	return exportConfigResponse{Config: out, Created: created, Keys: keys}, nil
+}
+
+func opExportList(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	configs, err := m.DB.ExportConfigs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if configs == nil {
+		configs = []*exporter.Config{}
+	}
+	return configs, nil
+}
+
+// exportKeyRequest names a signing key of a configuration.
+type exportKeyRequest struct {
+	Root       string `json:"root"`
+	KeyID      string `json:"keyId,omitempty"`
+	KeyVersion string `json:"keyVersion,omitempty"`
+	// At, for retire, is when the key stops signing (RFC 3339); now when
+	// empty.
+	At string `json:"at,omitempty"`
+}
+
+func opExportKeyAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req exportKeyRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	if req.Root == "" || req.KeyID == "" || req.KeyVersion == "" {
+		return nil, opError{"--root, --key-id and --key-version are required"}
+	}
+	c, _, err := exporter.AddSignatureInfo(ctx, m.DB, m.ExportKeys, req.Root, req.KeyID, req.KeyVersion, m.Config.now())
+	if err != nil {
+		return nil, opError{err.Error()}
+	}
+	keys, err := m.Exporter.PublicKeys(ctx, c.Root)
+	if err != nil {
+		return nil, err
+	}
+	return exportConfigResponse{Config: c, Keys: keys}, nil
+}
+
+func opExportKeyRetire(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req exportKeyRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	if req.Root == "" || req.KeyID == "" || req.KeyVersion == "" {
+		return nil, opError{"--root, --key-id and --key-version are required"}
+	}
+	var at time.Time
+	if req.At != "" {
+		var err error
+		if at, err = time.Parse(time.RFC3339, req.At); err != nil {
+			return nil, opError{"--at: " + err.Error()}
+		}
+	}
+	c, err := exporter.RetireSignatureInfo(ctx, m.DB, req.Root, req.KeyID, req.KeyVersion, at, m.Config.now())
+	if err != nil {
+		return nil, opError{err.Error()}
+	}
+	keys, err := m.Exporter.PublicKeys(ctx, c.Root)
+	if err != nil {
+		return nil, err
+	}
+	return exportConfigResponse{Config: c, Keys: keys}, nil
+}
+
+func opExportKeys(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req exportKeyRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	keys, err := m.Exporter.PublicKeys(ctx, req.Root)
+	if errors.Is(err, keyserver.ErrNotFound) {
+		return nil, opError{fmt.Sprintf("no export configuration %q", req.Root)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if keys == nil {
+		keys = []exporter.PublishedKey{}
+	}
+	return keys, nil
+}
+
+// exportRunRequest asks for one export pass.
+type exportRunRequest struct {
+	// Now (RFC 3339) runs the pass as if at that time; the server's clock
+	// when empty.
+	Now string `json:"now,omitempty"`
+	// AllowFuture accepts a Now after the server's clock.
+	AllowFuture bool `json:"allowFuture,omitempty"`
+	// Retain also runs retention.
+	Retain bool `json:"retain,omitempty"`
+	// Retention (a Go duration) is the retention period when no server
+	// runs; a running server uses its own --retention.
+	Retention string `json:"retention,omitempty"`
+}
+
+type exportRunResponse struct {
+	Pass      *exporter.PassResult      `json:"pass"`
+	Retention *exporter.RetentionResult `json:"retention,omitempty"`
+	Errors    []string                  `json:"errors,omitempty"`
+}
+
+func opExportRun(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req exportRunRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	now := m.Config.now()
+	if req.Now != "" {
+		t, err := time.Parse(time.RFC3339, req.Now)
+		if err != nil {
+			return nil, opError{"--now: " + err.Error()}
+		}
+		if t.After(now.Add(time.Minute)) && !req.AllowFuture {
+			return nil, opError{"--now is in the future: windows still open would be exported and keys published into them later never would; add --allow-future (tests and demos only)"}
+		}
+		now = t
+	}
+	x := m.Exporter
+	if req.Retention != "" && m.http == nil { // no server: this process decides
+		d, err := parseDuration("retention", req.Retention)
+		if err != nil {
+			return nil, err
+		}
+		if x, err = m.newExporter(d, false); err != nil {
+			return nil, opError{err.Error()}
+		}
+	}
+	resp := exportRunResponse{}
+	var errs []string
+	pass, err := x.PassAt(ctx, now)
+	resp.Pass = pass
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	if req.Retain {
+		r, err := x.RetainAt(ctx, now)
+		resp.Retention = &r
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	resp.Errors = errs
+	return resp, nil
+}
+
+// exportAdminCommands are the role's `candor admin` commands.
+func exportAdminCommands() map[string]adminCommand {
+	return map[string]adminCommand{
+		"export add":        adminExportAdd,
+		"export list":       adminExportList,
+		"export rotate-key": adminExportRotateKey,
+		"export retire-key": adminExportRetireKey,
+		"export keys":       adminExportKeys,
+	}
+}
+
+func adminExportAdd(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin export add", "Add an export configuration: the files of one root, their windows, regions, padding, split and signing key. Prints the signing key's public key, which app developers register with the phone platforms.", io.Err)
+	data := fs.String("data", "./data", "data directory of the server")
+	var req exportAddRequest
+	var regions stringList
+	fs.StringVar(&req.Root, "root", "", "file root: files go to <data>/exports/<root>/ and are served under /exports/<root>/")
+	fs.StringVar(&req.Region, "region", "", "region written into the files, e.g. 310 or US-WA")
+	fs.Var(&regions, "input-regions", "app regions whose keys are exported, comma-separated (default: --region)")
+	fs.BoolVar(&req.IncludeTravelers, "include-travelers", false, "also export keys that apps of other regions uploaded with the traveler flag")
+	fs.StringVar(&req.Period, "period", exporter.DefaultPeriod.String(), "window length: a multiple of 1h that divides 24h")
+	fs.StringVar(&req.MinWindowAge, "min-window-age", exporter.DefaultMinWindowAge.String(), "how long after its end a window is exported")
+	fs.IntVar(&req.MinKeys, "min-keys", exporter.DefaultMinKeys, "windows with fewer keys are padded with random keys up to this many (1 disables padding)")
+	fs.IntVar(&req.MaxKeysPerFile, "max-keys-per-file", exporter.DefaultMaxKeysPerFile, "larger batches are split into several files")
+	fs.StringVar(&req.KeyID, "key-id", "", "verification key id in the files' signature info, as registered with the platforms (e.g. 310)")
+	fs.StringVar(&req.KeyVersion, "key-version", "", "verification key version, e.g. v1")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	req.InputRegions = regions
+	var resp exportConfigResponse
+	if err := callOp(ctx, *data, "export.add", req, &resp); err != nil {
+		return err
+	}
+	verb := "exists unchanged"
+	if resp.Created {
+		verb = "added"
+	}
+	printConfig(io, verb, resp.Config)
+	printKeys(io, resp.Keys)
+	return nil
+}
+
+func printKeys(io IO, keys []exporter.PublishedKey) {
+	for _, k := range keys {
+		state := "active"
+		if !k.Active {
+			state = "retired " + k.Retired.Format(time.RFC3339)
+		}
+		fmt.Fprintf(io.Out, "signing key id %s version %s (%s, %s):\n%s", k.KeyID, k.KeyVersion, k.Algorithm, state, k.PublicKeyPEM)
+	}
+}
+
+func adminExportList(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin export list", "List the export configurations and their signing keys.", io.Err)
+	data := fs.String("data", "./data", "data directory of the server")
+	asJSON := fs.Bool("json", false, "print the stored configurations as JSON (durations in nanoseconds)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var resp json.RawMessage
+	if err := callOp(ctx, *data, "export.list", struct{}{}, &resp); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(io, resp)
+	}
+	var configs []*exporter.Config
+	if err := json.Unmarshal(resp, &configs); err != nil {
+		return err
+	}
+	if len(configs) == 0 {
+		fmt.Fprintln(io.Out, "no export configuration; add one with `candor admin export add`")
+	}
+	for _, c := range configs {
+		printConfig(io, "", c)
+		for _, si := range c.SignatureInfos {
+			state := "active"
+			if !si.Retired.IsZero() {
+				state = "retired " + si.Retired.Format(time.RFC3339)
+			}
+			fmt.Fprintf(io.Out, "  signing key %s/%s (%s), added %s\n", si.KeyID, si.KeyVersion, state, si.Added.Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+// printConfig prints one line describing c.
+func printConfig(io IO, verb string, c *exporter.Config) {
+	if verb != "" {
+		verb = " " + verb
+	}
+	fmt.Fprintf(io.Out, "export %s%s: region %s, input regions %s, travelers %v, period %v, min window age %v, min keys %d, max keys per file %d\n",
+		c.Root, verb, c.Region, strings.Join(c.InputRegions, ","), c.IncludeTravelers, c.Period, c.MinWindowAge, c.MinKeys, c.MaxKeysPerFile)
+}
+
+func printJSON(io IO, raw json.RawMessage) error {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(io.Out, "%s\n", b)
+	return err
+}
+
+func keyFlags(fs *flag.FlagSet, req *exportKeyRequest) *string {
+	data := fs.String("data", "./data", "data directory of the server")
+	fs.StringVar(&req.Root, "root", "", "export configuration root")
+	fs.StringVar(&req.KeyID, "key-id", "", "verification key id")
+	fs.StringVar(&req.KeyVersion, "key-version", "", "verification key version")
+	return data
+}
+
+func adminExportRotateKey(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin export rotate-key", "Start a signing-key rotation: create a new key (id, version) that signs every new file next to the current ones. Register its public key with the platforms, then retire the old key with `admin export retire-key`.", io.Err)
+	var req exportKeyRequest
+	data := keyFlags(fs, &req)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var resp exportConfigResponse
+	if err := callOp(ctx, *data, "export.key.add", req, &resp); err != nil {
+		return err
+	}
+	fmt.Fprintf(io.Out, "export %s: key %s/%s added; new files are signed by every active key\n", req.Root, req.KeyID, req.KeyVersion)
+	printKeys(io, resp.Keys)
+	return nil
+}
+
+func adminExportRetireKey(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin export retire-key", "End a signing-key rotation: the key stops signing new files (now, or at --at). Its public key stays published for the retention period.", io.Err)
+	var req exportKeyRequest
+	data := keyFlags(fs, &req)
+	fs.StringVar(&req.At, "at", "", "when the key stops signing, RFC 3339 (default now)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var resp exportConfigResponse
+	if err := callOp(ctx, *data, "export.key.retire", req, &resp); err != nil {
+		return err
+	}
+	fmt.Fprintf(io.Out, "export %s: key %s/%s retired\n", req.Root, req.KeyID, req.KeyVersion)
+	printKeys(io, resp.Keys)
+	return nil
+}
+
+func adminExportKeys(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin export keys", "Print the public signing keys of an export configuration as JSON, as GET /exports/<root>/keys serves them.", io.Err)
+	data := fs.String("data", "./data", "data directory of the server")
+	var req exportKeyRequest
+	fs.StringVar(&req.Root, "root", "", "export configuration root")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var resp json.RawMessage
+	if err := callOp(ctx, *data, "export.keys", req, &resp); err != nil {
+		return err
+	}
+	return printJSON(io, resp)
+}
+
+// runExport is `candor export run`: one export pass, through the running
+// server's socket or, with no server, directly on the data directory.
+func runExport(ctx context.Context, args []string, io IO) error {
+	if len(args) == 0 || args[0] != "run" {
+		fmt.Fprintln(io.Err, "Usage: candor export run --data DIR [--now RFC3339 [--allow-future]] [--retain] [--retention D]\n\nRun `candor export run --help` for the flags; docs/EXPORTS.md explains exports.")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			return nil
+		}
+		return usageError{"export needs the verb run"}
+	}
+	fs := newFlagSet("export run", "Run one export pass: export every window that is due, regenerate missing or damaged files, rewrite index.txt, deliver events. Goes through the running server when there is one.", io.Err)
+	data := fs.String("data", "./data", "data directory")
+	var req exportRunRequest
+	fs.StringVar(&req.Now, "now", "", "run as if at this time (RFC 3339), for tests and demos")
+	fs.BoolVar(&req.AllowFuture, "allow-future", false, "accept a --now in the future: exports windows still open, whose later keys are then never exported (tests and demos only)")
+	fs.BoolVar(&req.Retain, "retain", false, "also delete keys and files past the retention period")
+	fs.StringVar(&req.Retention, "retention", "", "retention period when no server runs (default 336h; a running server uses its own)")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	var resp exportRunResponse
+	if err := callOp(ctx, *data, "export.run", req, &resp); err != nil {
+		return err
+	}
+	for _, r := range resp.Pass.Roots {
+		fmt.Fprintf(io.Out, "%s: %d batches, %d files (%d keys, %d revised, %d padding); index lists %d files",
+			r.Root, r.Batches, r.Files, r.Keys, r.RevisedKeys, r.PaddingKeys, r.Listed)
+		if r.Regenerated+r.Unavailable+r.Skipped+r.LeaseHeld > 0 {
+			fmt.Fprintf(io.Out, "; %d regenerated, %d unavailable, %d bad records skipped, %d windows left to another exporter",
+				r.Regenerated, r.Unavailable, r.Skipped, r.LeaseHeld)
+		}
+		fmt.Fprintln(io.Out)
+	}
+	if r := resp.Retention; r != nil {
+		fmt.Fprintf(io.Out, "retention: cutoff %s, %d keys and %d files deleted\n", r.Cutoff.Format(time.RFC3339), r.KeysRemoved, r.FilesRemoved)
+	}
+	if len(resp.Errors) > 0 {
+		return errors.New(strings.Join(resp.Errors, "; "))
+	}
+	return nil
+}

@@ -55,6 +55,7 @@ func commands() []command {
 		{"admin", "manage authorities, apps, realms, API keys and exports", runAdmin},
 		{"version", "print the version", runVersion},
 		{"loadtest", "drive load against a server and print throughput and latency", runLoadtest},
+		{"export", "run export passes", runExport},
 		// More commands (export, audit, phone, loadtest) are added here.
 	}
 }

@@ -2,7 +2,6 @@ package exporter
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -10,54 +9,96 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 
 	"github.com/candor-en/candor/api/export"
 	"github.com/candor-en/candor/keyserver"
 )
 
+// rec is one key of a batch in compact form: 32 bytes, where an export.Key
+// takes 56 plus 16 for its bytes. A batch of a million keys lives as recs
+// and becomes export.Keys one file at a time.
+type rec struct {
+	hi, lo     uint64 // the key bytes, big endian
+	start      int32  // rolling start interval number
+	days       int32  // days since onset of symptoms, when hasDays
+	risk       int8   // transmission risk level
+	period     uint8  // rolling period
+	reportType uint8
+	hasDays    bool
+}
+
+// recOf converts e, with its revised values when revised is set.
+// keyserver.ReportType uses the export numbering, so a negative revision
+// becomes REVOKED. It reports false for values the export format or the
+// publish rules do not allow, which only a damaged record can hold.
+func recOf(e *keyserver.Exposure, revised bool) (rec, bool) {
+	r := rec{
+		hi:      binary.BigEndian.Uint64(e.Key[:8]),
+		lo:      binary.BigEndian.Uint64(e.Key[8:]),
+		start:   e.IntervalNumber,
+		days:    e.DaysSinceOnset,
+		hasDays: e.HasDaysSinceOnset,
+	}
+	risk, rt := e.TransmissionRisk, e.ReportType
+	if revised {
+		risk, rt, r.days = e.RevisedTransmissionRisk, e.RevisedReportType, e.RevisedDaysSinceOnset
+	}
+	if risk < 0 || risk > math.MaxInt8 || e.IntervalCount < 0 || e.IntervalCount > export.DefaultRollingPeriod || rt > keyserver.ReportType(export.Revoked) {
+		return rec{}, false
+	}
+	r.risk, r.period, r.reportType = int8(risk), uint8(e.IntervalCount), uint8(rt)
+	return r, true
+}
+
+// recFromKey converts an export key (of a batch record) back.
+func recFromKey(k *export.Key) (rec, error) {
+	if len(k.Data) != export.KeyLength || k.TransmissionRisk < 0 || k.TransmissionRisk > math.MaxInt8 ||
+		k.RollingPeriod < 0 || k.RollingPeriod > export.DefaultRollingPeriod || k.ReportType < 0 || k.ReportType > export.Revoked {
+		return rec{}, fmt.Errorf("recorded key out of range: %+v", k)
+	}
+	return rec{
+		hi: binary.BigEndian.Uint64(k.Data[:8]), lo: binary.BigEndian.Uint64(k.Data[8:]),
+		start: k.RollingStartInterval, days: k.DaysSinceOnset, hasDays: k.HasDaysSinceOnset,
+		risk: int8(k.TransmissionRisk), period: uint8(k.RollingPeriod), reportType: uint8(k.ReportType),
+	}, nil
+}
+
+// key returns r as an export key whose bytes are written to data (16 bytes).
+func (r *rec) key(data []byte) export.Key {
+	binary.BigEndian.PutUint64(data[:8], r.hi)
+	binary.BigEndian.PutUint64(data[8:16], r.lo)
+	return export.Key{
+		Data:                 data[:16:16],
+		TransmissionRisk:     int32(r.risk),
+		RollingStartInterval: r.start,
+		RollingPeriod:        int32(r.period),
+		ReportType:           export.ReportType(r.reportType),
+		DaysSinceOnset:       r.days,
+		HasDaysSinceOnset:    r.hasDays,
+	}
+}
+
+// exportKeys converts recs to export keys, with their bytes in one block.
+func exportKeys(recs []rec) []export.Key {
+	if len(recs) == 0 {
+		return nil
+	}
+	data := make([]byte, len(recs)*export.KeyLength)
+	keys := make([]export.Key, len(recs))
+	for i := range recs {
+		keys[i] = recs[i].key(data[i*export.KeyLength:])
+	}
+	return keys
+}
+
 // content is what one window exports before padding: its real new keys and
 // its revised keys, in scan order.
 type content struct {
-	keys    []export.Key
-	revised []export.Key
+	keys    []rec
+	revised []rec
 	skipped int
-	// arena holds the key bytes in blocks, so that a million keys are a few
-	// allocations rather than a million.
-	arena []byte
-}
-
-const arenaBlock = 4096 * export.KeyLength
-
-// keyData copies k into the arena and returns the copy.
-func (c *content) keyData(k *[keyserver.KeyLength]byte) []byte {
-	if len(c.arena)+export.KeyLength > cap(c.arena) {
-		c.arena = make([]byte, 0, arenaBlock)
-	}
-	n := len(c.arena)
-	c.arena = append(c.arena, k[:]...)
-	return c.arena[n : n+export.KeyLength : n+export.KeyLength]
-}
-
-// exportKey converts e to an export key, with its revised values when
-// revised is set. keyserver.ReportType uses the export numbering, so a
-// negative revision becomes REVOKED.
-func exportKey(e *keyserver.Exposure, data []byte, revised bool) export.Key {
-	k := export.Key{
-		Data:                 data,
-		TransmissionRisk:     e.TransmissionRisk,
-		RollingStartInterval: e.IntervalNumber,
-		RollingPeriod:        e.IntervalCount,
-		ReportType:           export.ReportType(e.ReportType),
-		DaysSinceOnset:       e.DaysSinceOnset,
-		HasDaysSinceOnset:    e.HasDaysSinceOnset,
-	}
-	if revised {
-		k.TransmissionRisk = e.RevisedTransmissionRisk
-		k.ReportType = export.ReportType(e.RevisedReportType)
-		k.DaysSinceOnset = e.RevisedDaysSinceOnset
-	}
-	return k
 }
 
 // collect reads the keys of window w that cfg exports:
@@ -69,15 +110,27 @@ func exportKey(e *keyserver.Exposure, data []byte, revised bool) export.Key {
 //
 // Every revised key thus appears exactly once with its revised values, and
 // what collect returns for a window cannot change once the window is
-// exportable, so a re-export reproduces the same bytes.
+// exportable, so a re-export reproduces the same bytes. Records holding
+// values no key may have are skipped and counted with the undecodable ones.
 func collect(ctx context.Context, src ExposureSource, cfg *Config, w Window) (*content, error) {
 	c := &content{}
+	// Sizing the buffer up front spares a million-key batch the copies and
+	// garbage of growing it.
+	n, err := src.CountExportExposures(ctx, false, w.Start, w.End)
+	if err != nil {
+		return nil, fmt.Errorf("count keys of %s: %w", w, err)
+	}
+	c.keys = make([]rec, 0, n)
 	skipped, err := src.ScanExportExposures(ctx, false, w.Start, w.End, func(e *keyserver.Exposure) error {
 		if !cfg.Includes(e) {
 			return nil
 		}
-		rev := e.Revised && e.RevisedAt.Before(w.End)
-		c.keys = append(c.keys, exportKey(e, c.keyData(&e.Key), rev))
+		r, ok := recOf(e, e.Revised && e.RevisedAt.Before(w.End))
+		if !ok {
+			c.skipped++
+			return nil
+		}
+		c.keys = append(c.keys, r)
 		return nil
 	})
 	c.skipped += skipped
@@ -88,7 +141,12 @@ func collect(ctx context.Context, src ExposureSource, cfg *Config, w Window) (*c
 		if !e.Revised || !e.CreatedAt.Before(w.Start) || !cfg.Includes(e) {
 			return nil
 		}
-		c.revised = append(c.revised, exportKey(e, c.keyData(&e.Key), true))
+		r, ok := recOf(e, true)
+		if !ok {
+			c.skipped++
+			return nil
+		}
+		c.revised = append(c.revised, r)
 		return nil
 	})
 	c.skipped += skipped
@@ -98,33 +156,38 @@ func collect(ctx context.Context, src ExposureSource, cfg *Config, w Window) (*c
 	return c, nil
 }
 
-// hasKeys reports whether window w has any key cfg exports, stopping at the
-// first one.
-func hasKeys(ctx context.Context, src ExposureSource, cfg *Config, w Window) (bool, error) {
-	found := false
+// probe reports whether window w has any key cfg exports, stopping at the
+// first one, and how many records it read (keys of other regions, bad
+// records) without finding one.
+func probe(ctx context.Context, src ExposureSource, cfg *Config, w Window) (found bool, read int, err error) {
 	stop := func(e *keyserver.Exposure) error {
+		read++
 		if cfg.Includes(e) {
 			found = true
 			return errStopScan
 		}
 		return nil
 	}
-	if _, err := src.ScanExportExposures(ctx, false, w.Start, w.End, stop); err != nil && !errors.Is(err, errStopScan) {
-		return false, fmt.Errorf("read keys of %s: %w", w, err)
+	skipped, err := src.ScanExportExposures(ctx, false, w.Start, w.End, stop)
+	read += skipped
+	if err != nil && !errors.Is(err, errStopScan) {
+		return false, read, fmt.Errorf("read keys of %s: %w", w, err)
 	}
 	if found {
-		return true, nil
+		return true, read, nil
 	}
-	_, err := src.ScanExportExposures(ctx, true, w.Start, w.End, func(e *keyserver.Exposure) error {
+	skipped, err = src.ScanExportExposures(ctx, true, w.Start, w.End, func(e *keyserver.Exposure) error {
 		if !e.Revised || !e.CreatedAt.Before(w.Start) {
+			read++
 			return nil
 		}
 		return stop(e)
 	})
+	read += skipped
 	if err != nil && !errors.Is(err, errStopScan) {
-		return false, fmt.Errorf("read revised keys of %s: %w", w, err)
+		return false, read, fmt.Errorf("read revised keys of %s: %w", w, err)
 	}
-	return found, nil
+	return found, read, nil
 }
 
 // errStopScan ends a scan early; it never leaves this package.
@@ -135,7 +198,7 @@ var errStopScan = errors.New("stop scan")
 // since onset) of a random real key, from keys or else from revised, so
 // padding cannot be told apart from real keys. It returns nil when there is
 // no real key or enough of them. rnd must be cryptographically random.
-func makePadding(keys, revised []export.Key, minKeys int, rnd io.Reader) ([]export.Key, error) {
+func makePadding(keys, revised []rec, minKeys int, rnd io.Reader) ([]rec, error) {
 	n := minKeys - len(keys)
 	models := keys
 	if len(models) == 0 {
@@ -144,91 +207,109 @@ func makePadding(keys, revised []export.Key, minKeys int, rnd io.Reader) ([]expo
 	if n <= 0 || len(models) == 0 {
 		return nil, nil
 	}
-	buf := make([]byte, n*(export.KeyLength+8))
+	const draw = 16 + 8
+	buf := make([]byte, n*draw)
 	if _, err := io.ReadFull(rnd, buf); err != nil {
 		return nil, fmt.Errorf("padding: random: %w", err)
 	}
-	out := make([]export.Key, n)
+	out := make([]rec, n)
 	for i := range out {
-		b := buf[i*(export.KeyLength+8):]
-		// The 64-bit draw's modulo bias is below 2^-50 for any key count.
-		model := models[binary.BigEndian.Uint64(b[export.KeyLength:])%uint64(len(models))]
-		model.Data = b[:export.KeyLength:export.KeyLength]
-		model.Variant = export.VariantUnknown
+		b := buf[i*draw:]
+		// The 64-bit draw's modulo bias is below 2^-40 for any key count.
+		model := models[binary.BigEndian.Uint64(b[16:])%uint64(len(models))]
+		model.hi, model.lo = binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:16])
 		out[i] = model
 	}
 	return out, nil
 }
 
 // newPadding draws padding from crypto/rand.
-func newPadding(keys, revised []export.Key, minKeys int) ([]export.Key, error) {
+func newPadding(keys, revised []rec, minKeys int) ([]rec, error) {
 	return makePadding(keys, revised, minKeys, bufio.NewReaderSize(rand.Reader, 1<<16))
 }
 
-// sortByData sorts keys by their bytes in place. It sorts a compact array of
-// the keys' bytes as integers and then moves the keys once, which is several
-// times faster than sorting the 56-byte keys themselves.
-func sortByData(keys []export.Key) {
-	type entry struct {
-		hi, lo uint64
-		idx    int32
+// compareRecs orders keys by their bytes, then (for equal bytes, which only
+// a random padding key hitting a real one could give) by their metadata, so
+// that the order is total and the result deterministic.
+func compareRecs(a, b rec) int {
+	if c := cmp.Compare(a.hi, b.hi); c != 0 {
+		return c
 	}
-	entries := make([]entry, len(keys))
-	for i := range keys {
-		d := keys[i].Data
-		entries[i] = entry{binary.BigEndian.Uint64(d[:8]), binary.BigEndian.Uint64(d[8:16]), int32(i)}
+	if c := cmp.Compare(a.lo, b.lo); c != 0 {
+		return c
 	}
-	slices.SortFunc(entries, func(a, b entry) int {
-		if c := cmp.Compare(a.hi, b.hi); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.lo, b.lo); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.idx, b.idx)
-	})
-	// Apply the permutation in place: position i receives keys[entries[i].idx].
-	// A visited position is marked with idx -1.
-	for i := range entries {
-		if entries[i].idx < 0 || int(entries[i].idx) == i {
-			continue
-		}
-		tmp := keys[i]
-		j := i
-		for {
-			k := int(entries[j].idx)
-			entries[j].idx = -1
-			if k == i {
-				keys[j] = tmp
-				break
-			}
-			keys[j] = keys[k]
-			j = k
-		}
-	}
+	return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.days, b.days), cmp.Compare(a.risk, b.risk),
+		cmp.Compare(a.period, b.period), cmp.Compare(a.reportType, b.reportType), boolCompare(a.hasDays, b.hasDays))
 }
 
-// dropDuplicates removes keys equal to their predecessor from sorted keys;
-// it only matters if a random padding key hit a real one (p ≈ 2^-128).
-func dropDuplicates(keys []export.Key) []export.Key {
-	return slices.CompactFunc(keys, func(a, b export.Key) bool { return bytes.Equal(a.Data, b.Data) })
+func boolCompare(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+// radixMin is the batch size from which sortRecs distributes keys into
+// buckets by their first two bytes before sorting each bucket.
+const radixMin = 1 << 14
+
+// sortRecs sorts keys by their bytes and drops repeated key bytes (p ≈
+// 2^-128, see compareRecs). It may return a different slice than keys.
+//
+// Large batches are sorted with one counting-sort pass on the first 16 bits
+// (keys are random, so each of the 65,536 buckets holds a few keys) and a
+// comparison sort per bucket: about four times faster than sorting a
+// million keys by comparison alone. Keys an uploader chose to share a prefix
+// only make their bucket's sort a normal comparison sort.
+func sortRecs(keys []rec) []rec {
+	if len(keys) >= radixMin {
+		counts := make([]int, 1<<16)
+		for i := range keys {
+			counts[keys[i].hi>>48]++
+		}
+		sum := 0
+		for i, c := range counts {
+			counts[i] = sum
+			sum += c
+		}
+		// counts[b] is now where bucket b starts.
+		out := make([]rec, len(keys))
+		for i := range keys {
+			b := keys[i].hi >> 48
+			out[counts[b]] = keys[i]
+			counts[b]++
+		}
+		// counts[b] is now where bucket b ends.
+		lo := 0
+		for _, hi := range counts {
+			if hi-lo > 1 {
+				slices.SortFunc(out[lo:hi], compareRecs)
+			}
+			lo = hi
+		}
+		keys = out
+	} else {
+		slices.SortFunc(keys, compareRecs)
+	}
+	return slices.CompactFunc(keys, func(a, b rec) bool { return a.hi == b.hi && a.lo == b.lo })
 }
 
 // layout holds a batch's keys in file order: keys (real and padding) then
 // revised keys, each sorted by key bytes.
 type layout struct {
-	keys, revised []export.Key
+	keys, revised []rec
 }
 
 // newLayout sorts the keys of a batch. It takes ownership of the slices.
-func newLayout(keys, padding, revised []export.Key) layout {
+func newLayout(keys, padding, revised []rec) layout {
 	all := keys
 	if len(padding) > 0 {
 		all = append(keys, padding...)
 	}
-	sortByData(all)
-	sortByData(revised)
-	return layout{keys: dropDuplicates(all), revised: dropDuplicates(revised)}
+	return layout{keys: sortRecs(all), revised: sortRecs(revised)}
 }
 
 // fileCount returns how many files the layout needs with at most max keys
@@ -241,7 +322,7 @@ func (l layout) fileCount(max int) int {
 // file returns the keys of file i (from 0) of n: the concatenation of keys
 // and revised keys cut into n consecutive parts of equal size (±1), so a
 // split batch has files of similar size.
-func (l layout) file(i, n int) (keys, revised []export.Key) {
+func (l layout) file(i, n int) (keys, revised []rec) {
 	total := len(l.keys) + len(l.revised)
 	lo, hi := i*total/n, (i+1)*total/n
 	nk := len(l.keys)
@@ -265,8 +346,8 @@ func exportFile(cfg *Config, w Window, l layout, i, n int) *export.File {
 		Region:       cfg.Region,
 		BatchNum:     1,
 		BatchSize:    1,
-		Keys:         keys,
-		RevisedKeys:  revised,
+		Keys:         exportKeys(keys),
+		RevisedKeys:  exportKeys(revised),
 	}
 }
 
@@ -278,11 +359,11 @@ func FileName(w Window, num int) string {
 
 // encodeKeyList encodes keys for a batch record: the protobuf of a
 // TemporaryExposureKeyExport holding only them.
-func encodeKeyList(keys []export.Key) ([]byte, error) {
+func encodeKeyList(keys []rec) ([]byte, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	b, err := export.MarshalBin(&export.File{Keys: keys})
+	b, err := export.MarshalBin(&export.File{Keys: exportKeys(keys)})
 	if err != nil {
 		return nil, err
 	}
@@ -290,7 +371,7 @@ func encodeKeyList(keys []export.Key) ([]byte, error) {
 }
 
 // decodeKeyList decodes what encodeKeyList wrote.
-func decodeKeyList(b []byte) ([]export.Key, error) {
+func decodeKeyList(b []byte) ([]rec, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
@@ -298,5 +379,11 @@ func decodeKeyList(b []byte) ([]export.Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	return f.Keys, nil
+	out := make([]rec, len(f.Keys))
+	for i := range f.Keys {
+		if out[i], err = recFromKey(&f.Keys[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

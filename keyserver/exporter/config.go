@@ -69,7 +69,7 @@ type Config struct {
 	// MinWindowAge is how long after its end a window is exported.
 	MinWindowAge time.Duration `json:"minWindowAge"`
 	// MinKeys is the number of keys a window with at least one key is
-	// padded up to; 0 disables padding.
+	// padded up to; 1 disables padding (0 means DefaultMinKeys).
 	MinKeys int `json:"minKeys"`
 	// MaxKeysPerFile is the most keys in one file.
 	MaxKeysPerFile int `json:"maxKeysPerFile"`
@@ -169,8 +169,8 @@ func (c *Config) validate(truncate time.Duration) error {
 		return fail("minimum window age %v is negative", c.MinWindowAge)
 	case c.MinWindowAge > day:
 		return fail("minimum window age %v is over 24h", c.MinWindowAge)
-	case c.MinKeys < 0:
-		return fail("minimum keys %d is negative", c.MinKeys)
+	case c.MinKeys < 1:
+		return fail("minimum keys %d: want at least 1 (1 disables padding)", c.MinKeys)
 	case c.MaxKeysPerFile < 1 || c.MaxKeysPerFile > MaxMaxKeysPerFile:
 		return fail("maximum keys per file %d must be 1 to %d", c.MaxKeysPerFile, MaxMaxKeysPerFile)
 	}

@@ -301,9 +301,21 @@ func (x *Exporter) passRoot(ctx context.Context, c *Config, cutoff, now time.Tim
 // exportWindow produces the batch of window w under its lease. It returns
 // nil, nil when the window has no keys or another exporter recorded it.
 func (x *Exporter) exportWindow(ctx context.Context, c *Config, dir string, w Window, now time.Time) (b *Batch, err error) {
-	ok, err := hasKeys(ctx, x.store, c, w)
-	if err != nil || !ok {
+	found, read, err := probe(ctx, x.store, c, w)
+	if err != nil {
 		return nil, err
+	}
+	if !found {
+		if read > 0 {
+			// The window holds only keys this configuration does not
+			// export (or bad records). Record it as empty so later passes
+			// do not read them again; a closed window never gains keys.
+			empty := &Batch{Root: c.Root, Start: w.Start, End: w.End, Created: now, Files: []FileRecord{}}
+			if err := x.store.CompleteBatch(ctx, empty, leaseName(c.Root, w), x.opts.Owner, nil); err != nil && !errors.Is(err, ErrLeaseLost) {
+				return nil, fmt.Errorf("record empty window: %w", err)
+			}
+		}
+		return nil, nil
 	}
 	lease := leaseName(c.Root, w)
 	if err := x.store.AcquireLease(ctx, lease, x.opts.Owner, now, x.opts.LeaseTTL); err != nil {
@@ -368,9 +380,24 @@ func (x *Exporter) exportWindow(ctx context.Context, c *Config, dir string, w Wi
 	}
 
 	l := newLayout(cont.keys, padding, cont.revised)
+	cont = nil
 	n := l.fileCount(c.MaxKeysPerFile)
 	b.Files = make([]FileRecord, n)
-	err = parallel(n, func(i int) error {
+	// Sorting left the unsorted keys behind as garbage, and each file's
+	// buffers become garbage once it is written. A large batch collects them
+	// at once: otherwise the heap goal, set while they were live, lets the
+	// next buffers pile on top of them. It is cheap, as the big buffers hold
+	// no pointers, and keeps the peak at the sorted keys plus one file.
+	collectLarge := func(keys int) {
+		if keys >= largeFile {
+			runtime.GC()
+		}
+	}
+	collectLarge(b.Keys + b.RevisedKeys)
+	// Files are written one after the other: a file of 500,000 keys needs
+	// about 64 MB while it is encoded, and a million-key batch must fit in a
+	// small machine's memory.
+	for i := range n {
 		f := exportFile(c, w, l, i, n)
 		rec := make([]*recordingSigner, len(signers))
 		use := make([]export.Signer, len(signers))
@@ -379,9 +406,14 @@ func (x *Exporter) exportWindow(ctx context.Context, c *Config, dir string, w Wi
 			use[j] = rec[j]
 		}
 		name := FileName(w, i+1)
-		written, err := writeZip(dir, name, f, use, nil)
+		// Right before each rename, check that the lease is still ours
+		// (an exporter that stalled past its TTL must not overwrite the
+		// files of the one that took over).
+		written, err := writeZip(dir, name, f, use, func(export.Written) error {
+			return x.store.AcquireLease(ctx, lease, x.opts.Owner, now, x.opts.LeaseTTL)
+		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		fr := FileRecord{
 			Name: name, Num: i + 1, ZipSHA256: written.ZipSHA256, BinSHA256: written.BinSHA256,
@@ -391,10 +423,14 @@ func (x *Exporter) exportWindow(ctx context.Context, c *Config, dir string, w Wi
 			fr.Signatures = append(fr.Signatures, r.sig)
 		}
 		b.Files[i] = fr
-		return x.step("file-written")
-	})
-	if err != nil {
-		return nil, err
+		if err := x.step("file-written"); err != nil {
+			return nil, err
+		}
+		if i+1 < n {
+			keys := len(f.Keys) + len(f.RevisedKeys)
+			f = nil
+			collectLarge(keys)
+		}
 	}
 	if err := syncDir(dir); err != nil {
 		return nil, err
@@ -428,43 +464,6 @@ func (x *Exporter) exportWindow(ctx context.Context, c *Config, dir string, w Wi
 		return b, err
 	}
 	return b, nil
-}
-
-// parallel runs fn(0..n-1) on up to GOMAXPROCS goroutines and returns the
-// first error.
-func parallel(n int, fn func(i int) error) error {
-	workers := min(n, runtime.GOMAXPROCS(0))
-	if workers <= 1 {
-		for i := range n {
-			if err := fn(i); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	errs := make([]error, n)
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				errs[i] = fn(i)
-			}
-		}()
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	for _, err := range errs {
-		if isCrash(err) {
-			return err
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // removeWindowFiles deletes the zips of window w from dir.
@@ -648,10 +647,24 @@ func (x *Exporter) regenerate(ctx context.Context, c *Config, dir string, b *Bat
 	return fixed, errors.Join(errs...)
 }
 
+// largeFile is the key count from which the exporter collects garbage
+// between the files of a split batch.
+const largeFile = 100_000
+
+// eventsLease keeps two exporters from delivering the same events at once.
+const eventsLease = "export/events"
+
 // deliver hands the outbox's events to the hooks, oldest first, removing
 // each one its hook accepted. It stops at the first failure; the rest waits
-// for the next pass.
+// for the next pass. While another exporter delivers, it does nothing.
 func (x *Exporter) deliver(ctx context.Context) error {
+	switch err := x.store.AcquireLease(ctx, eventsLease, x.opts.Owner, x.opts.Now(), x.opts.LeaseTTL); {
+	case errors.Is(err, ErrLeaseHeld):
+		return nil
+	case err != nil:
+		return fmt.Errorf("export events: %w", err)
+	}
+	defer x.store.ReleaseLease(context.WithoutCancel(ctx), eventsLease, x.opts.Owner)
 	for {
 		events, err := x.store.PendingEvents(ctx, 256)
 		if err != nil {

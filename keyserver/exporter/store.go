@@ -82,6 +82,10 @@ type ExposureSource interface {
 	// length, a damaged record — are skipped and counted in skipped. The
 	// *Exposure passed to fn is reused after fn returns.
 	ScanExportExposures(ctx context.Context, revised bool, from, to time.Time, fn func(*keyserver.Exposure) error) (skipped int, err error)
+	// CountExportExposures returns how many records ScanExportExposures
+	// would visit (bad ones included) without decoding them; the exporter
+	// sizes its buffers with it.
+	CountExportExposures(ctx context.Context, revised bool, from, to time.Time) (int, error)
 	// DeleteExposuresCreatedBefore removes every exposure created before
 	// cutoff and returns how many went.
 	DeleteExposuresCreatedBefore(ctx context.Context, cutoff time.Time) (int, error)
@@ -199,6 +203,8 @@ type RetentionResult struct {
 	Cutoff       time.Time `json:"cutoff"`
 	KeysRemoved  int       `json:"keysRemoved"`
 	FilesRemoved int       `json:"filesRemoved"`
+	// Files are the deleted files as index lines (<root>/<name>), sorted.
+	Files []string `json:"files,omitempty"`
 }
 
 // Events are the hooks the transparency log attaches to. A nil hook drops

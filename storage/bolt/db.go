@@ -52,6 +52,7 @@ var ErrLocked = errors.New("store is locked by another process")
 var allBuckets = [][]byte{
 	bucketExposures, bucketExposuresCreated, bucketExposuresRevised,
 	bucketAuthorities, bucketApps, bucketKeysets,
+	bucketExportConfigs, bucketExportBatches, bucketExportBatchKeys, bucketExportLeases, bucketExportEvents,
 }
 
 // Open opens (creating if needed) the store in dir.

@@ -1,0 +1,582 @@
+package exporter_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/candor-en/candor/api/export"
+	"github.com/candor-en/candor/keyserver"
+	"github.com/candor-en/candor/keyserver/exporter"
+	"github.com/candor-en/candor/storage/bolt"
+)
+
+// Keys published in a window appear, once the window is old enough, in a
+// signed file listed in index.txt; the file is byte-exact to the format,
+// holds exactly the configuration's keys, sorted, and its event is
+// delivered.
+func TestExportWindow(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+	local := exposures(50, "US-WA", win8.Start)
+	travelers := exposures(5, "US-OR", win8.Start)
+	for _, e := range travelers {
+		e.Traveler = true
+	}
+	f.publish(local...)
+	f.publish(travelers...)
+	f.publish(exposures(7, "US-OR", win8.Start)...)              // another region: not exported
+	f.publish(exposures(3, "US-WA", win8.End.Add(time.Hour))...) // 10:00 window, still open
+
+	// Not before the window's end plus the minimum age.
+	f.clock.Set(win8.End.Add(14 * time.Minute))
+	if res := f.pass(); res.Roots[0].Files != 0 || len(f.index("us-wa")) != 0 {
+		t.Fatalf("exported before the minimum window age: %+v", res.Roots[0])
+	}
+	f.clock.Set(t0)
+	res := f.pass()
+	if r := res.Roots[0]; r.Batches != 1 || r.Files != 1 || r.Keys != 50 || r.Listed != 1 {
+		t.Fatalf("pass: %+v", r)
+	}
+	idx := f.index("us-wa")
+	want := "us-wa/" + exporter.FileName(win8, 1)
+	if !slices.Equal(idx, []string{want}) {
+		t.Fatalf("index = %q, want [%s]", idx, want)
+	}
+	file, bin, sigs, raw := f.read(idx[0])
+	if !bytes.HasPrefix(bin, []byte("EK Export v1    ")) {
+		t.Errorf("export.bin header %q", bin[:16])
+	}
+	if file.StartTimestamp != uint64(win8.Start.Unix()) || file.EndTimestamp != uint64(win8.End.Unix()) ||
+		file.Region != "US-WA" || file.BatchNum != 1 || file.BatchSize != 1 {
+		t.Errorf("header fields: %+v", file)
+	}
+	if !slices.Equal(keysOf(file.Keys), exposureKeys(local)) {
+		t.Errorf("file holds %d keys, want the %d of the region (travelers of other regions are off by default)", len(file.Keys), len(local))
+	}
+	if !slices.IsSortedFunc(file.Keys, func(a, b export.Key) int { return bytes.Compare(a.Data, b.Data) }) {
+		t.Error("keys are not sorted by key bytes")
+	}
+	if len(sigs) != 1 || sigs[0].Info != (export.SignatureInfo{KeyID: "310", KeyVersion: "v1"}) || sigs[0].BatchNum != 1 || sigs[0].BatchSize != 1 {
+		t.Errorf("signatures: %+v", sigs)
+	}
+	// Metadata made it through.
+	byKey := map[string]*keyserver.Exposure{}
+	for _, e := range local {
+		byKey[string(e.Key[:])] = e
+	}
+	for _, k := range file.Keys {
+		e := byKey[string(k.Data)]
+		if k.RollingStartInterval != e.IntervalNumber || k.RollingPeriod != 144 || k.TransmissionRisk != e.TransmissionRisk ||
+			k.ReportType != export.ConfirmedTest || k.DaysSinceOnset != e.DaysSinceOnset || !k.HasDaysSinceOnset {
+			t.Fatalf("key %x: %+v from %+v", k.Data[:4], k, e)
+		}
+	}
+	// The event for the log.
+	if len(f.events.files) != 1 {
+		t.Fatalf("%d file events", len(f.events.files))
+	}
+	ev := f.events.files[0]
+	if ev.Name != want || ev.Keys != 50 || ev.Size != int64(len(raw)) || ev.ZipSHA256 != exporter.Digest(sha(raw)) ||
+		ev.BinSHA256 != exporter.Digest(sha(bin)) || ev.Region != "US-WA" || len(ev.SigningKeys) != 1 {
+		t.Errorf("event %+v", ev)
+	}
+	// A second pass changes nothing.
+	res = f.pass()
+	if r := res.Roots[0]; r.Files != 0 || r.Listed != 1 || len(f.events.files) != 1 {
+		t.Errorf("second pass: %+v, %d events", r, len(f.events.files))
+	}
+	if got := f.metric("candor_export_files_written_total", "root", "us-wa"); got != 1 {
+		t.Errorf("files written metric = %v", got)
+	}
+	if got := f.metric("candor_export_index_files", "root", "us-wa"); got != 1 {
+		t.Errorf("index files metric = %v", got)
+	}
+}
+
+// Travelers from other regions are exported with --include-travelers, and
+// input regions select apps.
+func TestRegionsAndTravelers(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) {
+		c.MinKeys = 1
+		c.InputRegions = []string{"US-WA", "US-ID"}
+		c.IncludeTravelers = true
+	})
+	wa, id, or := exposures(4, "US-WA", win8.Start), exposures(3, "US-ID", win8.Start), exposures(5, "US-OR", win8.Start)
+	or[0].Traveler, or[1].Traveler = true, true
+	f.publish(wa...)
+	f.publish(id...)
+	f.publish(or...)
+	f.pass()
+	file, _, _, _ := f.read(f.index("us-wa")[0])
+	want := exposureKeys(append(append(append([]*keyserver.Exposure{}, wa...), id...), or[:2]...))
+	if !slices.Equal(keysOf(file.Keys), want) {
+		t.Errorf("file holds %d keys, want %d (WA, ID and the 2 OR travelers)", len(file.Keys), len(want))
+	}
+}
+
+// A window with fewer keys than the minimum is padded with random keys
+// copying real keys' metadata; the padding is recorded, so a lost file is
+// regenerated byte for byte.
+func TestPaddingPersistedAndRegeneratedIdentically(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) { c.MinKeys = 300 })
+	real := exposures(12, "US-WA", win8.Start)
+	f.publish(real...)
+	res := f.pass()
+	if r := res.Roots[0]; r.Keys != 12 || r.PaddingKeys != 288 {
+		t.Fatalf("pass: %+v", r)
+	}
+	line := f.index("us-wa")[0]
+	file, _, _, raw := f.read(line)
+	if len(file.Keys) != 300 {
+		t.Fatalf("%d keys in the file, want 300", len(file.Keys))
+	}
+	realSet := map[string]bool{}
+	for _, k := range exposureKeys(real) {
+		realSet[k] = true
+	}
+	n := 0
+	for _, k := range file.Keys {
+		if realSet[string(k.Data)] {
+			n++
+		}
+	}
+	if n != 12 {
+		t.Fatalf("%d real keys in the file", n)
+	}
+	if len(f.events.files) != 1 || f.events.files[0].Keys != 300 {
+		t.Errorf("the event must show the file's key count (padding included) and nothing about real keys: %+v", f.events.files)
+	}
+
+	// Lose the file: the next pass writes the very same bytes (padding and
+	// signatures are recorded) and lists it again.
+	if err := os.Remove(f.zipPath(line)); err != nil {
+		t.Fatal(err)
+	}
+	res = f.pass()
+	if r := res.Roots[0]; r.Regenerated != 1 || r.Listed != 1 || r.Unavailable != 0 {
+		t.Fatalf("pass after loss: %+v", r)
+	}
+	again, err := os.ReadFile(f.zipPath(line))
+	if err != nil || !bytes.Equal(again, raw) {
+		t.Fatalf("regenerated file differs from the original (%v)", err)
+	}
+	if got := f.metric("candor_export_files_regenerated_total", "root", "us-wa"); got != 1 {
+		t.Errorf("regenerated metric = %v", got)
+	}
+
+	// A damaged file (same size, one byte flipped) is regenerated too, and
+	// never listed as it is.
+	raw2 := bytes.Clone(raw)
+	raw2[len(raw2)/2] ^= 0xff
+	if err := os.WriteFile(f.zipPath(line), raw2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.pass()
+	if again, _ := os.ReadFile(f.zipPath(line)); !bytes.Equal(again, raw) {
+		t.Fatal("damaged file was not regenerated")
+	}
+	// A window without keys produces no file at all.
+	if got := f.index("us-wa"); len(got) != 1 {
+		t.Errorf("index %q: empty windows must not produce files", got)
+	}
+}
+
+// A batch over the per-file maximum is split into balanced files whose
+// end_timestamp is raised by the file number.
+func TestSplit(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) { c.MinKeys = 1; c.MaxKeysPerFile = 10 })
+	real := exposures(25, "US-WA", win8.Start)
+	f.publish(real...)
+	f.pass()
+	idx := f.index("us-wa")
+	if len(idx) != 3 {
+		t.Fatalf("index %q, want 3 files", idx)
+	}
+	var all []export.Key
+	for i, line := range idx {
+		if want := "us-wa/" + exporter.FileName(win8, i+1); line != want {
+			t.Errorf("line %d = %s, want %s", i, line, want)
+		}
+		file, _, sigs, _ := f.read(line)
+		if file.EndTimestamp != uint64(win8.End.Unix())+uint64(i) || file.StartTimestamp != uint64(win8.Start.Unix()) {
+			t.Errorf("file %d: start %d end %d", i+1, file.StartTimestamp, file.EndTimestamp)
+		}
+		if file.BatchNum != 1 || file.BatchSize != 1 || sigs[0].BatchNum != 1 || sigs[0].BatchSize != 1 {
+			t.Errorf("file %d: batch %d/%d", i+1, file.BatchNum, file.BatchSize)
+		}
+		if n := len(file.Keys); n < 8 || n > 9 {
+			t.Errorf("file %d holds %d keys, want 8 or 9", i+1, n)
+		}
+		all = append(all, file.Keys...)
+	}
+	if !slices.Equal(keysOf(all), exposureKeys(real)) {
+		t.Error("the files together do not hold exactly the window's keys")
+	}
+	if !slices.IsSortedFunc(all, func(a, b export.Key) int { return bytes.Compare(a.Data, b.Data) }) {
+		t.Error("a split keeps the global key order across files")
+	}
+}
+
+// Revised keys go into revised_keys of the window of the revision, with the
+// revised values; a key revised before its own window was exported goes
+// out once, revised.
+func TestRevisedKeys(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+	first := exposures(3, "US-WA", win8.Start.Add(-2*time.Hour)) // 06:00 window
+	f.publish(first...)
+	f.clock.Set(win8.Start) // 08:00: the 06:00 window is exported
+	f.pass()
+	if n := len(f.index("us-wa")); n != 1 {
+		t.Fatalf("%d files after the first pass", n)
+	}
+	// At 08:xx the first key is revised to negative; a key created in the
+	// 08:00 window is revised within that window.
+	f.revise(first[0].Key, keyserver.ReportNegative, win8.Start)
+	same := exposures(2, "US-WA", win8.Start)
+	f.publish(same...)
+	f.revise(same[0].Key, keyserver.ReportConfirmed, win8.Start)
+	f.clock.Set(t0)
+	f.pass()
+	idx := f.index("us-wa")
+	if len(idx) != 2 {
+		t.Fatalf("index %q", idx)
+	}
+	file, _, _, _ := f.read(idx[1])
+	if len(file.RevisedKeys) != 1 || !bytes.Equal(file.RevisedKeys[0].Data, first[0].Key[:]) {
+		t.Fatalf("revised keys %+v", file.RevisedKeys)
+	}
+	rk := file.RevisedKeys[0]
+	if rk.ReportType != export.Revoked || rk.TransmissionRisk != 7 || rk.DaysSinceOnset != first[0].DaysSinceOnset+1 || rk.RollingStartInterval != first[0].IntervalNumber {
+		t.Errorf("revised key %+v", rk)
+	}
+	if !slices.Equal(keysOf(file.Keys), exposureKeys(same)) {
+		t.Fatalf("keys of the 08:00 window: %d", len(file.Keys))
+	}
+	for _, k := range file.Keys {
+		if bytes.Equal(k.Data, same[0].Key[:]) && (k.ReportType != export.ConfirmedTest || k.TransmissionRisk != 7) {
+			t.Errorf("key revised inside its window went out unrevised: %+v", k)
+		}
+	}
+	// The earlier file is unchanged by the revision (still verifies and
+	// still lists the original).
+	old, _, _, _ := f.read(idx[0])
+	if len(old.Keys) != 3 {
+		t.Errorf("old file holds %d keys", len(old.Keys))
+	}
+}
+
+// During a key rotation both keys sign; after retirement only the new one;
+// /keys publishes both (the old one until the retention period passed).
+func TestKeyRotation(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+	ctx := context.Background()
+	_, pub2, err := exporter.AddSignatureInfo(ctx, f.db, f.keys, "us-wa", "310", "v2", f.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(pub2.PEM), "BEGIN PUBLIC KEY") {
+		t.Fatalf("public key %q", pub2.PEM)
+	}
+	f.publish(exposures(5, "US-WA", win8.Start)...)
+	f.pass()
+	_, bin, sigs, _ := f.read(f.index("us-wa")[0])
+	if len(sigs) != 2 || sigs[0].Info.KeyVersion != "v1" || sigs[1].Info.KeyVersion != "v2" {
+		t.Fatalf("signatures during rotation: %+v", sigs)
+	}
+	// A phone that knows only one of the keys accepts the file.
+	keys := f.publicKeys("us-wa")
+	for _, info := range []export.SignatureInfo{{KeyID: "310", KeyVersion: "v1"}, {KeyID: "310", KeyVersion: "v2"}} {
+		if err := export.Verify(bin, sigs, map[export.SignatureInfo]*ecdsa.PublicKey{info: keys[info]}); err != nil {
+			t.Errorf("phone knowing only %v: %v", info, err)
+		}
+	}
+	file, _, _, _ := f.read(f.index("us-wa")[0])
+	if len(file.SignatureInfos) != 2 {
+		t.Errorf("export.bin names %d signature infos", len(file.SignatureInfos))
+	}
+
+	if _, err := exporter.RetireSignatureInfo(ctx, f.db, "us-wa", "310", "v2", time.Time{}, f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exporter.RetireSignatureInfo(ctx, f.db, "us-wa", "310", "v1", time.Time{}, f.clock.Now()); err == nil {
+		t.Fatal("retiring the last active key was accepted")
+	}
+	f.clock.Set(t0.Add(time.Hour))
+	f.publish(exposures(5, "US-WA", win8.End)...)
+	f.pass()
+	idx := f.index("us-wa")
+	_, _, sigs, _ = f.read(idx[len(idx)-1])
+	if len(sigs) != 1 || sigs[0].Info.KeyVersion != "v1" {
+		t.Fatalf("signatures after retiring v2: %+v", sigs)
+	}
+	pks, err := f.x.PublicKeys(ctx, "us-wa")
+	if err != nil || len(pks) != 2 || !pks[0].Active || pks[1].Active || pks[1].Retired == nil || pks[0].Algorithm != export.SignatureAlgorithm {
+		t.Fatalf("published keys %+v (%v)", pks, err)
+	}
+	// After the retention period the retired key is no longer published.
+	f.clock.Set(t0.Add(15 * 24 * time.Hour))
+	if pks, _ := f.x.PublicKeys(ctx, "us-wa"); len(pks) != 1 {
+		t.Errorf("published keys after retention: %+v", pks)
+	}
+	// A retired version is never reused.
+	if _, _, err := exporter.AddSignatureInfo(ctx, f.db, f.keys, "us-wa", "310", "v2", f.clock.Now()); err == nil {
+		t.Error("re-adding a retired key version was accepted")
+	}
+}
+
+// Retention removes the index lines first, then the files, the records and
+// the keys, and hands the result to the hook.
+func TestRetention(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+	old := exposures(4, "US-WA", win8.Start)
+	f.publish(old...)
+	f.pass()
+	oldLine := f.index("us-wa")[0]
+
+	// Two days later, another window.
+	later := t0.Add(48 * time.Hour)
+	f.clock.Set(later)
+	f.publish(exposures(6, "US-WA", win8.Start.Add(48*time.Hour))...)
+	f.pass()
+	if n := len(f.index("us-wa")); n != 2 {
+		t.Fatalf("%d files", n)
+	}
+
+	// 14 days after the first window's end plus a bit: it expires. Check,
+	// at the moment the index was rewritten, that the file still exists
+	// but is no longer listed.
+	f.clock.Set(win8.End.Add(14*24*time.Hour + time.Hour))
+	var sawOrder bool
+	exporter.SetCrashHook(f.x, func(step string) error {
+		if step == "retention-index" {
+			idx := f.index("us-wa")
+			_, err := os.Stat(f.zipPath(oldLine))
+			sawOrder = !slices.Contains(idx, oldLine) && err == nil
+		}
+		return nil
+	})
+	res, err := f.x.Retain(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sawOrder {
+		t.Error("the index must stop listing a file before the file is deleted")
+	}
+	if res.KeysRemoved != 4 || res.FilesRemoved != 1 || !res.Cutoff.Equal(win8.End.Add(time.Hour)) {
+		t.Errorf("retention result %+v", res)
+	}
+	if _, err := os.Stat(f.zipPath(oldLine)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("expired file still on disk: %v", err)
+	}
+	if idx := f.index("us-wa"); len(idx) != 1 || idx[0] == oldLine {
+		t.Errorf("index after retention %q", idx)
+	}
+	if _, err := f.db.Exposure(context.Background(), old[0].Key); !errors.Is(err, keyserver.ErrNotFound) {
+		t.Errorf("expired key still stored: %v", err)
+	}
+	if batches, _ := f.db.Batches(context.Background(), "us-wa"); len(batches) != 1 {
+		t.Errorf("%d batch records left", len(batches))
+	}
+	if !slices.Equal(res.Files, []string{oldLine}) {
+		t.Errorf("retention lists deleted files %q, want [%s]", res.Files, oldLine)
+	}
+	if len(f.events.retention) != 1 || !reflect.DeepEqual(f.events.retention[0], res) {
+		t.Errorf("retention events %+v", f.events.retention)
+	}
+	// Nothing more to delete: no new event.
+	if _, err := f.x.Retain(context.Background()); err != nil || len(f.events.retention) != 1 {
+		t.Errorf("second retention: %v, %d events", err, len(f.events.retention))
+	}
+	// A pass after the cutoff never lists or re-exports expired windows.
+	if res := f.pass(); res.Roots[0].Files != 0 || len(f.index("us-wa")) != 1 {
+		t.Errorf("pass after retention: %+v", res.Roots[0])
+	}
+}
+
+// The index never lists an expired file, even when retention has not run.
+func TestIndexDropsExpiredWithoutRetention(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+	f.publish(exposures(2, "US-WA", win8.Start)...)
+	f.pass()
+	f.clock.Set(win8.End.Add(15 * 24 * time.Hour))
+	f.pass()
+	if idx := f.index("us-wa"); len(idx) != 0 {
+		t.Errorf("index lists expired files: %q", idx)
+	}
+}
+
+// A batch lease held by another exporter keeps this one off the window; an
+// expired lease (its holder died) does not.
+func TestLeasePreventsDoubleProduction(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+	f.publish(exposures(5, "US-WA", win8.Start)...)
+	ctx := context.Background()
+	lease := "export/us-wa/" + itoa(win8.Start.Unix())
+	if err := f.db.AcquireLease(ctx, lease, "other", f.clock.Now(), exporter.DefaultLeaseTTL); err != nil {
+		t.Fatal(err)
+	}
+	res := f.pass()
+	if r := res.Roots[0]; r.LeaseHeld != 1 || r.Files != 0 || r.Listed != 0 {
+		t.Fatalf("pass under another's lease: %+v", r)
+	}
+	if got := f.metric("candor_export_lag_seconds", "root", "us-wa"); got <= 0 {
+		t.Errorf("lag = %v while a due window waits", got)
+	}
+	f.clock.Set(t0.Add(exporter.DefaultLeaseTTL + time.Second))
+	if r := f.pass().Roots[0]; r.Files != 1 || r.Listed != 1 {
+		t.Fatalf("pass after the lease expired: %+v", r)
+	}
+	if got := f.metric("candor_export_lag_seconds", "root", "us-wa"); got != 0 {
+		t.Errorf("lag = %v when up to date", got)
+	}
+
+	// Two exporters racing over many windows produce each batch once.
+	g := newFixture(t)
+	g.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+	for h := range 24 {
+		g.publish(exposures(3, "US-WA", win8.Start.Add(-time.Duration(h)*time.Hour))...)
+	}
+	xs := []*exporter.Exporter{g.x, g.newExporter("exporter-2"), g.newExporter("exporter-3")}
+	errc := make(chan error, len(xs))
+	for _, x := range xs {
+		go func() { _, err := x.Pass(ctx); errc <- err }()
+	}
+	for range xs {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.pass() // whoever lost a race on the index rewrites it
+	if n := len(g.index("us-wa")); n != 24 {
+		t.Errorf("%d files, want 24", n)
+	}
+	if n := len(g.events.files); n != 24 {
+		t.Errorf("%d file events, want 24 (one per batch)", n)
+	}
+}
+
+// A failing hook gets its events again on the next pass, once.
+func TestEventsRetried(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+	f.publish(exposures(2, "US-WA", win8.Start)...)
+	f.events.fail = errors.New("log unavailable")
+	if _, err := f.x.Pass(context.Background()); err == nil || !strings.Contains(err.Error(), "log unavailable") {
+		t.Fatalf("pass with a failing hook: %v", err)
+	}
+	if len(f.index("us-wa")) != 1 {
+		t.Fatal("a failing hook must not hold back the file")
+	}
+	f.events.fail = nil
+	f.pass()
+	f.pass()
+	if len(f.events.files) != 1 {
+		t.Errorf("%d deliveries, want 1", len(f.events.files))
+	}
+}
+
+// A stored record that does not decode (here a truncated one, standing for
+// a key of the wrong length) is skipped and counted; the other keys go out.
+func TestBadRecordSkipped(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+	good := exposures(3, "US-WA", win8.Start)
+	f.publish(good...)
+	putBadRecord(t, f.db, win8.Start.Add(time.Minute))
+	res := f.pass()
+	if r := res.Roots[0]; r.Skipped != 1 || r.Keys != 3 || r.Files != 1 {
+		t.Fatalf("pass: %+v", r)
+	}
+	if got := f.metric("candor_export_bad_keys_skipped_total", "root", "us-wa"); got != 1 {
+		t.Errorf("skipped metric = %v", got)
+	}
+	file, _, _, _ := f.read(f.index("us-wa")[0])
+	if !slices.Equal(keysOf(file.Keys), exposureKeys(good)) {
+		t.Errorf("file keys differ from the good keys")
+	}
+}
+
+// Configurations: re-adding is idempotent, a change is refused.
+func TestAddConfig(t *testing.T) {
+	f := newFixture(t)
+	c := f.addConfig(nil)
+	if c.MinKeys != exporter.DefaultMinKeys || c.MaxKeysPerFile != exporter.DefaultMaxKeysPerFile || !slices.Equal(c.InputRegions, []string{"US-WA"}) ||
+		c.SignatureInfos[0].Keyset != exporter.KeysetName("310", "v1") {
+		t.Errorf("defaults: %+v", c)
+	}
+	ctx := context.Background()
+	if _, created, err := exporter.AddConfig(ctx, f.db, f.keys, exporter.Config{Root: "us-wa", Region: "US-WA", Period: time.Hour, MinWindowAge: 15 * time.Minute,
+		SignatureInfos: []exporter.SignatureInfo{{KeyID: "310", KeyVersion: "v1"}}}, f.clock.Now()); err != nil || created {
+		t.Errorf("re-adding the same configuration: created %v, %v", created, err)
+	}
+	if _, _, err := exporter.AddConfig(ctx, f.db, f.keys, exporter.Config{Root: "us-wa", Region: "US-OR", Period: time.Hour,
+		SignatureInfos: []exporter.SignatureInfo{{KeyID: "310", KeyVersion: "v1"}}}, f.clock.Now()); err == nil {
+		t.Error("changing a configuration was accepted")
+	}
+	if _, _, err := exporter.AddConfig(ctx, f.db, f.keys, exporter.Config{Root: "x", Region: "X", Period: 90 * time.Minute,
+		SignatureInfos: []exporter.SignatureInfo{{KeyID: "1", KeyVersion: "v1"}}}, f.clock.Now()); err == nil {
+		t.Error("a 90-minute period was accepted")
+	}
+	// A missing signing key is an error, never silently replaced.
+	if _, _, err := f.keys.Signer(ctx, "export-signing/none/v1"); err == nil {
+		t.Error("Signer created a missing key")
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func sha(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// putBadRecord writes an exposure record that does not decode (cut short in
+// its key bytes) at created, straight into the bolt file.
+func putBadRecord(t *testing.T, db *bolt.DB, created time.Time) {
+	t.Helper()
+	err := db.Bolt().Update(func(tx *bbolt.Tx) error {
+		k := binary.BigEndian.AppendUint64(nil, uint64(created.Unix()))
+		k = binary.BigEndian.AppendUint64(k, 1<<60)
+		return tx.Bucket([]byte("exposures")).Put(k, []byte{2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A window holding only keys the configuration does not export is recorded
+// as empty, so later passes do not read it again; it produces no file.
+func TestForeignWindowRecordedEmpty(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+	f.publish(exposures(4, "US-OR", win8.Start)...)
+	f.pass()
+	batches, err := f.db.Batches(context.Background(), "us-wa")
+	if err != nil || len(batches) != 1 || len(batches[0].Files) != 0 || !batches[0].Start.Equal(win8.Start) {
+		t.Fatalf("batches %+v, %v", batches, err)
+	}
+	if idx := f.index("us-wa"); len(idx) != 0 {
+		t.Errorf("index %q", idx)
+	}
+	if res := f.pass(); res.Roots[0].Batches != 0 {
+		t.Errorf("second pass: %+v", res.Roots[0])
+	}
+}

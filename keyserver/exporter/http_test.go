@@ -1,0 +1,109 @@
+package exporter_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/candor-en/candor/keyserver/exporter"
+)
+
+func get(t *testing.T, srv *httptest.Server, path string, header ...string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestHandler(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+	f.publish(exposures(5, "US-WA", win8.Start)...)
+	f.pass()
+	e := echo.New()
+	exporter.NewHandler(f.x).Register(e)
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+
+	// The index: no-cache, ETag, 304 when unchanged.
+	resp, body := get(t, srv, "/exports/us-wa/index.txt")
+	line := "us-wa/" + exporter.FileName(win8, 1)
+	if resp.StatusCode != 200 || body != line {
+		t.Fatalf("index: %d %q", resp.StatusCode, body)
+	}
+	if ct, cc, etag := resp.Header.Get("Content-Type"), resp.Header.Get("Cache-Control"), resp.Header.Get("ETag"); ct != "text/plain; charset=utf-8" || cc != "no-cache" || etag == "" {
+		t.Errorf("index headers: %q %q %q", ct, cc, etag)
+	}
+	etag := resp.Header.Get("ETag")
+	if resp, body := get(t, srv, "/exports/us-wa/index.txt", "If-None-Match", etag); resp.StatusCode != http.StatusNotModified || body != "" {
+		t.Errorf("revalidation: %d %q", resp.StatusCode, body)
+	}
+	// A new file changes the index and its ETag.
+	f.clock.Set(t0.Add(3 * time.Hour))
+	f.publish(exposures(2, "US-WA", win8.End)...)
+	f.pass()
+	if resp, _ := get(t, srv, "/exports/us-wa/index.txt", "If-None-Match", etag); resp.StatusCode != 200 || resp.Header.Get("ETag") == etag {
+		t.Errorf("changed index: %d, ETag %q", resp.StatusCode, resp.Header.Get("ETag"))
+	}
+
+	// A listed zip: immutable, ETag, application/zip, the bytes on disk.
+	raw, _ := os.ReadFile(f.zipPath(line))
+	resp, body = get(t, srv, "/exports/"+line)
+	if resp.StatusCode != 200 || body != string(raw) {
+		t.Fatalf("zip: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if ct, cc := resp.Header.Get("Content-Type"), resp.Header.Get("Cache-Control"); ct != "application/zip" || cc != "public, max-age=86400, immutable" {
+		t.Errorf("zip headers: %q %q", ct, cc)
+	}
+	zipTag := resp.Header.Get("ETag")
+	if want := `"` + exporter.Digest(sha(raw)).String() + `"`; zipTag != want {
+		t.Errorf("zip ETag %s, want %s", zipTag, want)
+	}
+	if resp, _ := get(t, srv, "/exports/"+line, "If-None-Match", zipTag); resp.StatusCode != http.StatusNotModified {
+		t.Errorf("zip revalidation: %d", resp.StatusCode)
+	}
+	if resp, err := http.Head(srv.URL + "/exports/" + line); err != nil || resp.StatusCode != 200 || resp.ContentLength != int64(len(raw)) {
+		t.Errorf("HEAD: %v %+v", err, resp)
+	}
+
+	// A zip on disk that the index does not list is not served.
+	unlisted := exporter.FileName(exporter.Window{Start: win8.Start.Add(-time.Hour), End: win8.Start}, 1)
+	os.WriteFile(f.zipPath("us-wa/"+unlisted), raw, 0o644)
+	for _, p := range []string{"/exports/us-wa/" + unlisted, "/exports/us-wa/.tmp-x", "/exports/nope/index.txt", "/exports/us-wa/candor.db", "/exports/..%2f/index.txt"} {
+		if resp, _ := get(t, srv, p); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+
+	// The public keys.
+	resp, body = get(t, srv, "/exports/us-wa/keys")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("keys: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	var keys []map[string]any
+	if err := json.Unmarshal([]byte(body), &keys); err != nil || len(keys) != 1 {
+		t.Fatalf("keys %s: %v", body, err)
+	}
+	k := keys[0]
+	if k["keyId"] != "310" || k["keyVersion"] != "v1" || k["algorithm"] != "1.2.840.10045.4.3.2" || !strings.Contains(k["publicKeyPEM"].(string), "BEGIN PUBLIC KEY") {
+		t.Errorf("key %v", k)
+	}
+	if resp, _ := get(t, srv, "/exports/nope/keys"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("keys of an unknown root: %d", resp.StatusCode)
+	}
+}

@@ -1,0 +1,364 @@
+package bolt
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/candor-en/candor/api/export"
+	"github.com/candor-en/candor/keyserver"
+	"github.com/candor-en/candor/keyserver/exporter"
+)
+
+func openExportDB(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+var exportT0 = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+
+func TestExportLeases(t *testing.T) {
+	db := openExportDB(t)
+	ctx := context.Background()
+	ttl := 10 * time.Minute
+	if err := db.AcquireLease(ctx, "w1", "A", exportT0, ttl); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AcquireLease(ctx, "w1", "B", exportT0.Add(time.Minute), ttl); !errors.Is(err, exporter.ErrLeaseHeld) {
+		t.Fatalf("B while A holds: %v, want ErrLeaseHeld", err)
+	}
+	if err := db.AcquireLease(ctx, "w2", "B", exportT0, ttl); err != nil {
+		t.Fatalf("another lease: %v", err)
+	}
+	// The holder renews.
+	if err := db.AcquireLease(ctx, "w1", "A", exportT0.Add(5*time.Minute), ttl); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AcquireLease(ctx, "w1", "B", exportT0.Add(14*time.Minute), ttl); !errors.Is(err, exporter.ErrLeaseHeld) {
+		t.Fatalf("B before the renewed lease expired: %v", err)
+	}
+	// Expired: B takes it; A's late release does not free B's lease.
+	if err := db.AcquireLease(ctx, "w1", "B", exportT0.Add(15*time.Minute), ttl); err != nil {
+		t.Fatalf("B after expiry: %v", err)
+	}
+	if err := db.ReleaseLease(ctx, "w1", "A"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AcquireLease(ctx, "w1", "C", exportT0.Add(16*time.Minute), ttl); !errors.Is(err, exporter.ErrLeaseHeld) {
+		t.Fatalf("A's release freed B's lease: %v", err)
+	}
+	if err := db.ReleaseLease(ctx, "w1", "B"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AcquireLease(ctx, "w1", "C", exportT0.Add(16*time.Minute), ttl); err != nil {
+		t.Fatalf("after B released: %v", err)
+	}
+}
+
+func testBatch(start time.Time) *exporter.Batch {
+	return &exporter.Batch{
+		Root: "r", Start: start, End: start.Add(time.Hour), Keys: 3, PaddingKeys: 997,
+		SignatureInfos: []export.SignatureInfo{{KeyID: "310", KeyVersion: "v1"}},
+		Files:          []exporter.FileRecord{{Name: "x.zip", Num: 1, ZipSHA256: exporter.Digest{1, 2}, BinSHA256: exporter.Digest{3}, Size: 99, Keys: 1000, Signatures: [][]byte{{0x30, 1}}}},
+		Padding:        []byte("padding"), Revised: []byte("revised"), Created: start.Add(2 * time.Hour),
+	}
+}
+
+func TestExportBatches(t *testing.T) {
+	db := openExportDB(t)
+	ctx := context.Background()
+	for h := range 3 {
+		b := testBatch(exportT0.Add(time.Duration(h) * time.Hour))
+		lease := "lease-" + b.Start.Format(time.RFC3339)
+		if err := db.AcquireLease(ctx, lease, "A", exportT0, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		ev := []exporter.Event{{FilePublished: &exporter.FilePublished{Name: b.Files[0].Name, Start: b.Start}}}
+		if err := db.CompleteBatch(ctx, b, lease, "A", ev); err != nil {
+			t.Fatal(err)
+		}
+		// The lease is released with the record.
+		if err := db.AcquireLease(ctx, lease, "B", exportT0, time.Hour); err != nil {
+			t.Fatalf("lease not released by CompleteBatch: %v", err)
+		}
+		// Recording it again, or without the lease, fails.
+		if err := db.CompleteBatch(ctx, b, lease, "A", nil); !errors.Is(err, exporter.ErrLeaseLost) {
+			t.Fatalf("complete without the lease: %v", err)
+		}
+		if err := db.CompleteBatch(ctx, b, lease, "B", nil); !errors.Is(err, exporter.ErrLeaseLost) {
+			t.Fatalf("complete twice: %v", err)
+		}
+	}
+	full, err := db.Batch(ctx, "r", exportT0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := testBatch(exportT0); !reflect.DeepEqual(full, want) {
+		t.Errorf("Batch = %+v\nwant %+v", full, want)
+	}
+	if _, err := db.Batch(ctx, "r", exportT0.Add(-time.Hour)); !errors.Is(err, keyserver.ErrNotFound) {
+		t.Errorf("missing batch: %v", err)
+	}
+	if _, err := db.Batch(ctx, "other", exportT0); !errors.Is(err, keyserver.ErrNotFound) {
+		t.Errorf("batch of another root: %v", err)
+	}
+	list, err := db.Batches(ctx, "r")
+	if err != nil || len(list) != 3 {
+		t.Fatalf("Batches: %d, %v", len(list), err)
+	}
+	for i, b := range list {
+		if !b.Start.Equal(exportT0.Add(time.Duration(i)*time.Hour)) || b.Padding != nil || b.Revised != nil || b.Files[0].Name != "x.zip" {
+			t.Errorf("summary %d: %+v", i, b)
+		}
+	}
+	if l, _ := db.Batches(ctx, "r2"); len(l) != 0 {
+		t.Errorf("root r2 sees %d batches of r", len(l))
+	}
+	// A lease that expired but nobody took is still the owner's.
+	b := testBatch(exportT0.Add(10 * time.Hour))
+	if err := db.CompleteBatch(ctx, b, "never-acquired", "A", nil); err != nil {
+		t.Errorf("complete with an absent lease: %v", err)
+	}
+
+	gone, err := db.DeleteBatches(ctx, "r", exportT0.Add(2*time.Hour))
+	if err != nil || len(gone) != 2 {
+		t.Fatalf("DeleteBatches: %d, %v", len(gone), err)
+	}
+	list, _ = db.Batches(ctx, "r")
+	if len(list) != 2 || !list[0].Start.Equal(exportT0.Add(2*time.Hour)) {
+		t.Errorf("left: %+v", list)
+	}
+	err = db.db.View(func(tx *bbolt.Tx) error {
+		if n := tx.Bucket(bucketExportBatchKeys).Stats().KeyN; n != 2 {
+			t.Errorf("%d padding records left, want 2", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The events of the three batches wait in order.
+	evs, err := db.PendingEvents(ctx, 10)
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("PendingEvents: %d, %v", len(evs), err)
+	}
+	for i, ev := range evs {
+		if ev.ID == 0 || (i > 0 && ev.ID <= evs[i-1].ID) || !ev.FilePublished.Start.Equal(exportT0.Add(time.Duration(i)*time.Hour)) {
+			t.Errorf("event %d: %+v", i, ev)
+		}
+	}
+	if err := db.AppendEvents(ctx, []exporter.Event{{Retention: &exporter.RetentionResult{KeysRemoved: 4}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AckEvent(ctx, evs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ = db.PendingEvents(ctx, 2)
+	if len(evs) != 2 || evs[0].FilePublished == nil || !evs[0].FilePublished.Start.Equal(exportT0.Add(time.Hour)) {
+		t.Errorf("after ack: %+v", evs)
+	}
+	evs, _ = db.PendingEvents(ctx, 10)
+	if last := evs[len(evs)-1]; last.Retention == nil || last.Retention.KeysRemoved != 4 {
+		t.Errorf("retention event %+v", last)
+	}
+}
+
+func TestExportConfigs(t *testing.T) {
+	db := openExportDB(t)
+	ctx := context.Background()
+	if _, err := db.ExportConfig(ctx, "b"); !errors.Is(err, keyserver.ErrNotFound) {
+		t.Fatalf("missing config: %v", err)
+	}
+	for _, root := range []string{"b", "a"} {
+		_, err := db.UpdateExportConfig(ctx, root, func(cur *exporter.Config) (*exporter.Config, error) {
+			if cur != nil {
+				t.Errorf("%s exists before creation", root)
+			}
+			return &exporter.Config{Root: root, Region: "R", Period: time.Hour}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	boom := errors.New("refused")
+	if _, err := db.UpdateExportConfig(ctx, "a", func(cur *exporter.Config) (*exporter.Config, error) {
+		if cur == nil || cur.Period != time.Hour {
+			t.Errorf("update sees %+v", cur)
+		}
+		return nil, boom
+	}); !errors.Is(err, boom) {
+		t.Errorf("failing update: %v", err)
+	}
+	if _, err := db.UpdateExportConfig(ctx, "a", func(cur *exporter.Config) (*exporter.Config, error) {
+		return &exporter.Config{Root: "z"}, nil
+	}); err == nil {
+		t.Error("an update renaming the root was accepted")
+	}
+	list, err := db.ExportConfigs(ctx)
+	if err != nil || len(list) != 2 || list[0].Root != "a" || list[1].Root != "b" {
+		t.Fatalf("ExportConfigs: %+v, %v", list, err)
+	}
+	c, err := db.ExportConfig(ctx, "a")
+	if err != nil || c.Region != "R" {
+		t.Errorf("ExportConfig: %+v %v", c, err)
+	}
+}
+
+func storeExposures(t *testing.T, db *DB, es ...*keyserver.Exposure) {
+	t.Helper()
+	keys := make([][keyserver.KeyLength]byte, len(es))
+	for i, e := range es {
+		keys[i] = e.Key
+	}
+	err := db.Publish(context.Background(), keys, func(existing map[[keyserver.KeyLength]byte]*keyserver.Exposure) (*keyserver.Change, error) {
+		ch := &keyserver.Change{}
+		for _, e := range es {
+			if _, ok := existing[e.Key]; ok {
+				ch.Revise = append(ch.Revise, e)
+			} else {
+				ch.Insert = append(ch.Insert, e)
+			}
+		}
+		return ch, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func randomExposure(created time.Time, region string) *keyserver.Exposure {
+	e := &keyserver.Exposure{IntervalNumber: 2_900_000, IntervalCount: 144, TransmissionRisk: 3, ReportType: keyserver.ReportLikely,
+		DaysSinceOnset: -2, HasDaysSinceOnset: true, Region: region, HealthAuthorityID: "app." + region, CreatedAt: created}
+	rand.Read(e.Key[:])
+	return e
+}
+
+func TestScanExportExposures(t *testing.T) {
+	db := openExportDB(t)
+	ctx := context.Background()
+	w0, w1 := exportT0, exportT0.Add(time.Hour)
+	var in0 []*keyserver.Exposure
+	for i := range 5 {
+		region := "A"
+		if i%2 == 1 {
+			region = "B"
+		}
+		in0 = append(in0, randomExposure(w0, region))
+	}
+	storeExposures(t, db, in0...)
+	storeExposures(t, db, randomExposure(w1, "A"), randomExposure(w0.Add(-time.Hour), "A"))
+	// A revision in w1 of a key created in w0.
+	rev := *in0[0]
+	rev.Revised, rev.RevisedReportType, rev.RevisedAt = true, keyserver.ReportConfirmed, w1
+	storeExposures(t, db, &rev)
+	// Bad records: a truncated exposure in w0, and a revision index entry
+	// of the wrong length in w1.
+	err := db.db.Update(func(tx *bbolt.Tx) error {
+		k := binary.BigEndian.AppendUint64(nil, uint64(w0.Unix()))
+		k = binary.BigEndian.AppendUint64(k, 1<<62)
+		if err := tx.Bucket(bucketExposures).Put(k, []byte{2, 1, 2, 3}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketExposuresRevised).Put(append(binary.BigEndian.AppendUint64(nil, uint64(w1.Unix())), 1, 2, 3), nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var got []string
+	var regions []string
+	skipped, err := db.ScanExportExposures(ctx, false, w0, w1, func(e *keyserver.Exposure) error {
+		got = append(got, string(e.Key[:]))
+		regions = append(regions, e.Region)
+		if !e.CreatedAt.Equal(w0) || e.HealthAuthorityID != "app."+e.Region {
+			t.Errorf("decoded %+v", e)
+		}
+		return nil
+	})
+	if err != nil || skipped != 1 {
+		t.Fatalf("scan: skipped %d, %v", skipped, err)
+	}
+	want := make([]string, len(in0))
+	for i, e := range in0 {
+		want[i] = string(e.Key[:])
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("scan of w0 returned %d keys, want %d", len(got), len(want))
+	}
+	if slices.Index(regions, "B") < 0 || slices.Index(regions, "A") < 0 {
+		t.Errorf("regions %q: interning must not mix up strings", regions)
+	}
+	if n, err := db.CountExportExposures(ctx, false, w0, w1); err != nil || n != 6 {
+		t.Errorf("count of w0: %d (%v), want 6 (5 and the bad one)", n, err)
+	}
+
+	var revised []*keyserver.Exposure
+	skipped, err = db.ScanExportExposures(ctx, true, w1, w1.Add(time.Hour), func(e *keyserver.Exposure) error {
+		c := *e
+		revised = append(revised, &c)
+		return nil
+	})
+	if err != nil || skipped != 1 || len(revised) != 1 || revised[0].Key != in0[0].Key || !revised[0].Revised || revised[0].RevisedReportType != keyserver.ReportConfirmed {
+		t.Fatalf("revised scan: %d skipped, %+v, %v", skipped, revised, err)
+	}
+	// fn's error stops the scan and comes back.
+	stop := errors.New("stop")
+	if _, err := db.ScanExportExposures(ctx, false, w0, w1, func(*keyserver.Exposure) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("scan error: %v", err)
+	}
+}
+
+// The exporter's allocation-free decoder reads exactly what the reference
+// decoder reads.
+func TestExposureDecoderMatchesRecord(t *testing.T) {
+	var dec exposureDecoder
+	cases := []*keyserver.Exposure{
+		randomExposure(exportT0, "US-WA"),
+		{IntervalNumber: -5, IntervalCount: 1, TransmissionRisk: 8, ReportType: keyserver.ReportUserReport, Traveler: true, CreatedAt: exportT0},
+		{IntervalNumber: 7, IntervalCount: 144, DaysSinceOnset: 14, HasDaysSinceOnset: true, Region: string(make([]byte, 255)), HealthAuthorityID: "", CreatedAt: exportT0,
+			Revised: true, RevisedReportType: keyserver.ReportNegative, RevisedTransmissionRisk: 6, RevisedDaysSinceOnset: -14, RevisedAt: exportT0.Add(time.Hour)},
+		randomExposure(exportT0, "US-OR"),
+	}
+	for i, e := range cases {
+		rand.Read(e.Key[:])
+		b := encodeExposure(e)
+		want, err := decodeExposure(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := dec.decode(b)
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("case %d:\n got %+v\nwant %+v", i, got, want)
+		}
+		for n := range len(b) {
+			if _, err := dec.decode(b[:n]); err == nil {
+				t.Fatalf("case %d: a record cut to %d bytes decoded", i, n)
+			}
+		}
+	}
+	if _, err := dec.decode([]byte{9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62}); err == nil {
+		t.Error("a record of an unknown version decoded")
+	}
+	once := encodeExposure(cases[0])
+	if allocs := testing.AllocsPerRun(100, func() { dec.decode(once) }); allocs != 0 {
+		t.Errorf("decode allocates %v times per record", allocs)
+	}
+}
