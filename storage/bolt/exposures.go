@@ -105,6 +105,8 @@ func (d *DB) applyPublishes(batch []*publishReq) {
 	added := make(map[keyBytes]location)
 	err := d.db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketExposures)
+		// Appends only: fill pages instead of bbolt's default half-full split.
+		b.FillPercent = 0.95
 		revised := tx.Bucket(bucketExposuresRevised)
 		for _, r := range batch {
 			existing := make(map[keyBytes]*keyserver.Exposure)
