@@ -44,6 +44,7 @@ type Config struct {
 	RevisionKeyRotation time.Duration
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
+	VerificationConfig
 	ExportConfig
 }
 
@@ -65,6 +66,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long in-flight requests may finish on SIGTERM")
 	fs.DurationVar(&c.JWKSInterval, "jwks-interval", DefaultJWKSInterval, "how often authorities' JWKS URLs are polled")
 	fs.DurationVar(&c.RevisionKeyRotation, "revision-key-rotation", DefaultRevisionKeyRotation, "how often the revision-token key rotates")
+	c.verificationFlags(fs)
 	c.exportFlags(fs)
 }
 

@@ -2,24 +2,787 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/candor-en/candor/api"
+	"github.com/candor-en/candor/internal/web"
+	"github.com/candor-en/candor/keyserver"
+	"github.com/candor-en/candor/storage/bolt"
+	"github.com/candor-en/candor/verification"
 )
 
+// VerificationConfig is the verification role's part of Config.
+type VerificationConfig struct {
+	// PublicURL is the server's public base URL, for long-code links and the
+	// JWKS URL of built-in realms; http://<addr> when empty.
+	PublicURL string
+	// AppLink is where /v?c=<long code> redirects phones.
+	AppLink string
+	// VerificationCleanupInterval is how often expired codes and tokens are removed.
+	VerificationCleanupInterval time.Duration
+	// CertificateKeyRotation and TokenKeyRotation: how often realms' signing
+	// keys rotate (0 for certificates: only `candor admin realm rotate-key`).
+	CertificateKeyRotation time.Duration
+	TokenKeyRotation       time.Duration
+	// VerifyFailureBurst and VerifyFailureInterval bound failed code
+	// redemptions per API key: a burst, then one per interval.
+	VerifyFailureBurst    int
+	VerifyFailureInterval time.Duration
+}
+
+// Defaults of VerificationConfig.
+const (
+	DefaultVerificationCleanupInterval = time.Minute
+	// verificationKeyCheck is how often realms' signing keys are checked for rotation.
+	verificationKeyCheck = 10 * time.Minute
+)
+
+func (c *Config) verificationFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.PublicURL, "public-url", "", "public base URL of this server, for long-code links https://<host>/v?c=… and realms' JWKS URLs (default http://<addr>)")
+	fs.StringVar(&c.AppLink, "app-link", verification.DefaultAppLink, "where /v?c=<long code> redirects phones; {code} becomes the long code")
+	fs.DurationVar(&c.VerificationCleanupInterval, "verification-cleanup-interval", DefaultVerificationCleanupInterval, "how often expired verification codes and used tokens are removed")
+	fs.DurationVar(&c.CertificateKeyRotation, "certificate-key-rotation", 0, "how often realms' certificate signing keys rotate (0: only by `candor admin realm rotate-key`)")
+	fs.DurationVar(&c.TokenKeyRotation, "token-key-rotation", verification.DefaultTokenKeyRotation, "how often realms' verification-token signing keys rotate")
+	fs.IntVar(&c.VerifyFailureBurst, "verify-failure-burst", verification.DefaultFailureBurst, "failed code redemptions an API key may make at once")
+	fs.DurationVar(&c.VerifyFailureInterval, "verify-failure-interval", verification.DefaultFailureInterval, "an API key regains one failed redemption per interval")
+}
+
 // verificationParts are the verification role's pieces of Main.
-type verificationParts struct{}
+type verificationParts struct {
+	Verification        *verification.Service
+	verificationHandler *verification.Handler
+}
+
+// publicURL is the server's public base URL without a trailing slash.
+func (m *Main) publicURL() string {
+	if u := strings.TrimRight(m.Config.PublicURL, "/"); u != "" {
+		return u
+	}
+	if m.http != nil {
+		return m.URL()
+	}
+	addr := m.Config.Addr
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	return "http://" + addr
+}
 
 // openVerification builds the verification service.
-func (m *Main) openVerification(ctx context.Context) error { return nil }
+func (m *Main) openVerification(ctx context.Context) error {
+	cfg := m.Config.VerificationConfig
+	if cfg.PublicURL != "" {
+		if u, err := url.Parse(cfg.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return usageError{fmt.Sprintf("--public-url %q: want http(s)://host[:port]", cfg.PublicURL)}
+		}
+	}
+	if cfg.AppLink != "" && !strings.Contains(cfg.AppLink, "{code}") {
+		return usageError{fmt.Sprintf("--app-link %q: must contain {code}", cfg.AppLink)}
+	}
+	svc, err := verification.New(ctx, bolt.NewVerificationStore(m.DB), m.DB, m.Master, verification.Options{
+		Now:                    m.Config.now,
+		LinkBase:               m.publicURL,
+		Limiter:                verification.NewAttemptLimiter(cfg.VerifyFailureBurst, cfg.VerifyFailureInterval, m.Config.now),
+		CertificateKeyRotation: cfg.CertificateKeyRotation,
+		TokenKeyRotation:       cfg.TokenKeyRotation,
+	})
+	if err != nil {
+		return err
+	}
+	h, err := verification.NewHandler(svc, m.Log, m.Registry, verification.HandlerOptions{AppLink: cfg.AppLink})
+	if err != nil {
+		return err
+	}
+	m.Verification, m.verificationHandler = svc, h
+	return nil
+}
 
 // registerVerification adds the verification routes.
-func (m *Main) registerVerification(e *echo.Echo) {}
+func (m *Main) registerVerification(e *echo.Echo) { m.verificationHandler.Register(e) }
 
-// verificationBackground starts the verification role's periodic jobs.
-func (m *Main) verificationBackground(ctx context.Context) {}
+// verificationBackground starts the verification role's periodic jobs:
+// removing expired codes and tokens, and rotating signing keys (pushing new
+// certificate keys to the built-in key server). First it (re)registers every
+// realm with the built-in key server, so that a changed --public-url or
+// --addr reaches the JWKS URL and realms added while no server ran are
+// trusted.
+func (m *Main) verificationBackground(ctx context.Context) {
+	interval := m.Config.VerificationCleanupInterval
+	if interval <= 0 {
+		interval = DefaultVerificationCleanupInterval
+	}
+	m.every(ctx, interval, "verification cleanup", func(ctx context.Context) error {
+		res, err := m.Verification.Cleanup(ctx)
+		if res.CodeHashes+res.CodeRecords+res.Tokens > 0 {
+			m.Log.Debug("verification cleanup", "code_hashes", res.CodeHashes, "code_records", res.CodeRecords, "tokens", res.Tokens)
+		}
+		return err
+	})
+	// Before the key server's first JWKS poll: register every realm with
+	// the address this server has now.
+	if err := m.trustRealms(ctx); err != nil {
+		m.Log.Warn("verification realms: built-in trust", "err", err)
+	}
+	m.every(ctx, verificationKeyCheck, "verification key maintenance", func(ctx context.Context) error {
+		changed, err := m.Verification.MaintainKeys(ctx)
+		for _, name := range changed {
+			r, rerr := m.Verification.Realm(ctx, name)
+			if rerr == nil {
+				rerr = m.trustRealm(ctx, r)
+			}
+			err = errors.Join(err, rerr)
+		}
+		return err
+	})
+	// Write the buffered statistics once more on shutdown.
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		<-ctx.Done()
+		if err := m.Verification.FlushStats(context.Background()); err != nil {
+			m.Log.Warn("verification stats flush failed", "err", err)
+		}
+	}()
+}
+
+// trustRealm registers realm r with the built-in key server: a health
+// authority with the realm's certificate issuer and audience, whose JWKS URL
+// is this server's /jwks/<realm> and which already holds the realm's current
+// public keys (so no poll is needed), and the realm's app (AppID) allowed to
+// publish with it under the realm's region.
+func (m *Main) trustRealm(ctx context.Context, r *verification.Realm) error {
+	keys, err := m.Verification.CertificateKeys(ctx, r.Name)
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	if ha, err := m.DB.HealthAuthority(ctx, r.CertificateIssuer); err == nil {
+		for _, k := range ha.Keys {
+			known[k.Version] = true
+		}
+	} else if !errors.Is(err, keyserver.ErrNotFound) {
+		return err
+	}
+	ha := keyserver.HealthAuthority{
+		Issuer: r.CertificateIssuer, Audience: r.CertificateAudience,
+		Name: "verification realm " + r.Name, JWKSURL: m.publicURL() + api.JWKSPathPrefix + r.Name,
+	}
+	now := m.Config.now()
+	var added []*keyserver.AuthorityKey
+	for _, k := range keys {
+		if !known[k.Version] {
+			added = append(added, &keyserver.AuthorityKey{Version: k.Version, PEM: string(k.PEM)})
+		}
+	}
+	if len(added) == 0 {
+		added = append(added, nil) // update the audience and JWKS URL only
+	}
+	for _, k := range added {
+		if _, _, err := keyserver.AddAuthority(ctx, m.DB, ha, k, now); err != nil {
+			return fmt.Errorf("trust realm %s: %w", r.Name, err)
+		}
+	}
+	if _, err := keyserver.AddApp(ctx, m.DB, r.AppID, r.CertificateIssuer, r.Region); err != nil {
+		return fmt.Errorf("trust realm %s: %w", r.Name, err)
+	}
+	m.Publisher.InvalidateCache()
+	return nil
+}
+
+// trustRealms registers every realm with the built-in key server.
+func (m *Main) trustRealms(ctx context.Context) error {
+	realms, err := m.Verification.Realms(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range realms {
+		errs = append(errs, m.trustRealm(ctx, r))
+	}
+	return errors.Join(errs...)
+}
+
+// addRealm creates a realm and registers it with the built-in key server.
+func (m *Main) addRealm(ctx context.Context, r verification.Realm) (*verification.Realm, error) {
+	realm, err := m.Verification.CreateRealm(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.trustRealm(ctx, realm); err != nil {
+		return nil, err
+	}
+	return realm, nil
+}
+
+// ensureDemoRealm creates, on a first start (no realm yet), the realm "demo"
+// (region DEMO) with an admin and a device API key, and prints them: the
+// keys are shown this once.
+func (m *Main) ensureDemoRealm(ctx context.Context, out io.Writer) error {
+	realms, err := m.Verification.Realms(ctx)
+	if err != nil || len(realms) > 0 {
+		return err
+	}
+	r, err := m.addRealm(ctx, verification.Realm{Name: "demo", Region: "DEMO", DailyQuota: verification.DefaultDailyQuota})
+	if err != nil {
+		return fmt.Errorf("demo realm: %w", err)
+	}
+	admin, _, err := m.Verification.CreateAPIKey(ctx, r.Name, verification.AdminKey, "demo admin")
+	if err != nil {
+		return fmt.Errorf("demo realm: %w", err)
+	}
+	device, _, err := m.Verification.CreateAPIKey(ctx, r.Name, verification.DeviceKey, "demo device")
+	if err != nil {
+		return fmt.Errorf("demo realm: %w", err)
+	}
+	u := m.publicURL()
+	fmt.Fprintf(out, "First start: created the verification realm %q (region %s, app %s).\n", r.Name, r.Region, r.AppID)
+	fmt.Fprintf(out, "Its API keys are shown only now; keep them (new ones: candor admin apikey add):\n")
+	fmt.Fprintf(out, "  admin API key:   %s\n", admin)
+	fmt.Fprintf(out, "  device API key:  %s\n", device)
+	fmt.Fprintf(out, "Issue a code:\n  curl -s -H 'X-API-Key: %s' -H 'Content-Type: application/json' -d '{\"testType\":\"confirmed\"}' %s/api/issue\n", admin, u)
+	fmt.Fprintf(out, "Redeem it:\n  curl -s -H 'X-API-Key: %s' -H 'Content-Type: application/json' -d '{\"code\":\"<code>\"}' %s/api/verify\n", device, u)
+	return nil
+}
+
+// ---- Operator commands (run on the server, see ops.go) ----
 
 // verificationOps are the verification role's operator commands.
-func verificationOps() map[string]opFunc { return nil }
+func verificationOps() map[string]opFunc {
+	return map[string]opFunc{
+		"realm.add":        opRealmAdd,
+		"realm.set":        opRealmSet,
+		"realm.list":       opRealmList,
+		"realm.rotate-key": opRealmRotateKey,
+		"realm.stats":      opRealmStats,
+		"apikey.add":       opAPIKeyAdd,
+		"apikey.list":      opAPIKeyList,
+		"apikey.revoke":    opAPIKeyRevoke,
+	}
+}
 
-// verificationAdminCommandsAdminCommands are the role's `candor admin` commands.
-func verificationAdminCommands() map[string]adminCommand { return nil }
+// realmPolicy are the realm settings an operator may give; nil leaves a
+// setting at its default (add) or as it is (set).
+type realmPolicy struct {
+	CertificateIssuer   *string        `json:"certificateIssuer,omitempty"`
+	CertificateAudience *string        `json:"certificateAudience,omitempty"`
+	CertificateLifetime *time.Duration `json:"certificateLifetime,omitempty"`
+	AppID               *string        `json:"appID,omitempty"`
+	ShortCodeLength     *int           `json:"shortCodeLength,omitempty"`
+	ShortCodeLifetime   *time.Duration `json:"shortCodeLifetime,omitempty"`
+	LongCodeLength      *int           `json:"longCodeLength,omitempty"`
+	LongCodeLifetime    *time.Duration `json:"longCodeLifetime,omitempty"`
+	TestTypes           []string       `json:"testTypes,omitempty"`
+	DailyQuota          *int           `json:"dailyQuota,omitempty"`
+	RequireDate         *bool          `json:"requireDate,omitempty"`
+	Maintenance         *bool          `json:"maintenance,omitempty"`
+}
+
+func (p *realmPolicy) apply(r *verification.Realm) {
+	set := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&r.CertificateIssuer, p.CertificateIssuer)
+	set(&r.CertificateAudience, p.CertificateAudience)
+	set(&r.AppID, p.AppID)
+	if p.CertificateLifetime != nil {
+		r.CertificateLifetime = *p.CertificateLifetime
+	}
+	if p.ShortCodeLength != nil {
+		r.ShortCodeLength = *p.ShortCodeLength
+	}
+	if p.ShortCodeLifetime != nil {
+		r.ShortCodeLifetime = *p.ShortCodeLifetime
+	}
+	if p.LongCodeLength != nil {
+		r.LongCodeLength = *p.LongCodeLength
+	}
+	if p.LongCodeLifetime != nil {
+		r.LongCodeLifetime = *p.LongCodeLifetime
+	}
+	if len(p.TestTypes) > 0 {
+		r.TestTypes = p.TestTypes
+	}
+	if p.DailyQuota != nil {
+		r.DailyQuota = *p.DailyQuota
+	}
+	if p.RequireDate != nil {
+		r.RequireDate = *p.RequireDate
+	}
+	if p.Maintenance != nil {
+		r.Maintenance = *p.Maintenance
+	}
+}
+
+type realmRequest struct {
+	Name   string `json:"name"`
+	Region string `json:"region,omitempty"`
+	realmPolicy
+}
+
+// realmInfo is a realm as the operator commands show it.
+type realmInfo struct {
+	verification.Realm
+	JWKSURL string `json:"jwksURL"`
+	// BruteForceBound bounds the chance that one API key guesses a given
+	// short code within its lifetime.
+	BruteForceBound float64 `json:"bruteForceBound"`
+}
+
+func (m *Main) realmInfo(r *verification.Realm) realmInfo {
+	return realmInfo{Realm: *r, JWKSURL: m.publicURL() + api.JWKSPathPrefix + r.Name, BruteForceBound: verification.BruteForceBound(r, m.Verification.Limiter())}
+}
+
+func opRealmAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req realmRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	if req.Name == "" || req.Region == "" {
+		return nil, opError{"--name and --region are required"}
+	}
+	r := verification.Realm{Name: req.Name, Region: req.Region, DailyQuota: verification.DefaultDailyQuota}
+	req.apply(&r)
+	r.Maintenance = false
+	realm, err := m.addRealm(ctx, r)
+	if err != nil {
+		return nil, opError{err.Error()}
+	}
+	return m.realmInfo(realm), nil
+}
+
+func opRealmSet(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req realmRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	if req.Name == "" {
+		return nil, opError{"--name is required"}
+	}
+	if req.Region != "" {
+		return nil, opError{"the region of a realm cannot change"}
+	}
+	realm, err := m.Verification.UpdateRealm(ctx, req.Name, func(r *verification.Realm) error {
+		req.apply(r)
+		return nil
+	})
+	if err != nil {
+		return nil, opError{err.Error()}
+	}
+	if err := m.trustRealm(ctx, realm); err != nil {
+		return nil, err
+	}
+	return m.realmInfo(realm), nil
+}
+
+func opRealmList(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	realms, err := m.Verification.Realms(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]realmInfo, 0, len(realms))
+	for _, r := range realms {
+		out = append(out, m.realmInfo(r))
+	}
+	return out, nil
+}
+
+func opRealmRotateKey(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req realmRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	if err := m.Verification.RotateCertificateKey(ctx, req.Name); err != nil {
+		if errors.Is(err, verification.ErrNotFound) {
+			return nil, opError{err.Error()}
+		}
+		return nil, err
+	}
+	r, err := m.Verification.Realm(ctx, req.Name)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.trustRealm(ctx, r); err != nil {
+		return nil, err
+	}
+	keys, err := m.Verification.CertificateKeys(ctx, req.Name)
+	if err != nil {
+		return nil, err
+	}
+	var versions []string
+	for _, k := range keys {
+		versions = append(versions, k.Version)
+	}
+	return map[string]any{"realm": req.Name, "keys": versions}, nil
+}
+
+type realmStatsRequest struct {
+	Name string `json:"name"`
+	Days int    `json:"days"`
+}
+
+func opRealmStats(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req realmStatsRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	if _, err := m.Verification.Realm(ctx, req.Name); err != nil {
+		return nil, opError{err.Error()}
+	}
+	now := m.Config.now()
+	days := max(req.Days, 1)
+	st, err := m.Verification.Stats(ctx, req.Name, now.AddDate(0, 0, 1-days), now)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		st = []verification.DayStats{}
+	}
+	return st, nil
+}
+
+type apiKeyRequest struct {
+	Realm string `json:"realm"`
+	Kind  string `json:"kind,omitempty"`
+	Name  string `json:"name,omitempty"`
+	ID    string `json:"id,omitempty"`
+}
+
+type apiKeyInfo struct {
+	ID        string    `json:"id"`
+	Realm     string    `json:"realm"`
+	Kind      string    `json:"kind"`
+	Name      string    `json:"name,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	RevokedAt time.Time `json:"revokedAt,omitzero"`
+	// Secret is set only in the answer to apikey.add.
+	Secret string `json:"secret,omitempty"`
+}
+
+func newAPIKeyInfo(k *verification.APIKey) apiKeyInfo {
+	return apiKeyInfo{ID: k.ID, Realm: k.Realm, Kind: string(k.Kind), Name: k.Name, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt}
+}
+
+func opAPIKeyAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req apiKeyRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	kind, err := verification.ParseAPIKeyKind(req.Kind)
+	if err != nil {
+		return nil, opError{"--kind: " + err.Error()}
+	}
+	secret, k, err := m.Verification.CreateAPIKey(ctx, req.Realm, kind, req.Name)
+	if err != nil {
+		if errors.Is(err, verification.ErrNotFound) {
+			return nil, opError{err.Error()}
+		}
+		return nil, err
+	}
+	info := newAPIKeyInfo(k)
+	info.Secret = secret
+	return info, nil
+}
+
+func opAPIKeyList(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req apiKeyRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	keys, err := m.Verification.APIKeys(ctx, req.Realm)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]apiKeyInfo, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, newAPIKeyInfo(k))
+	}
+	return out, nil
+}
+
+func opAPIKeyRevoke(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req apiKeyRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	k, err := m.Verification.RevokeAPIKey(ctx, req.Realm, req.ID)
+	if err != nil {
+		if errors.Is(err, verification.ErrNotFound) {
+			return nil, opError{fmt.Sprintf("realm %s has no API key %s", req.Realm, req.ID)}
+		}
+		return nil, err
+	}
+	return newAPIKeyInfo(k), nil
+}
+
+// ---- `candor admin` commands ----
+
+// verificationAdminCommands are the role's `candor admin` commands.
+func verificationAdminCommands() map[string]adminCommand {
+	return map[string]adminCommand{
+		"realm add":        adminRealmAdd,
+		"realm set":        adminRealmSet,
+		"realm list":       adminRealmList,
+		"realm rotate-key": adminRealmRotateKey,
+		"realm stats":      adminRealmStats,
+		"apikey add":       adminAPIKeyAdd,
+		"apikey list":      adminAPIKeyList,
+		"apikey revoke":    adminAPIKeyRevoke,
+	}
+}
+
+// policyFlags registers the realm policy flags; policy reads the ones given.
+type policyFlags struct {
+	fs                                 *flag.FlagSet
+	issuer, audience, appID, testTypes string
+	certLife, shortLife, longLife      time.Duration
+	shortLen, longLen, quota           int
+	requireDate, maintenance           bool
+	withMaintenance                    bool
+}
+
+func newPolicyFlags(fs *flag.FlagSet, withMaintenance bool) *policyFlags {
+	p := &policyFlags{fs: fs, withMaintenance: withMaintenance}
+	fs.StringVar(&p.issuer, "issuer", "", "certificate issuer (iss) (default candor/<name>)")
+	fs.StringVar(&p.audience, "audience", "", "certificate audience (aud) the key server expects (default "+verification.DefaultCertificateAudience+")")
+	fs.DurationVar(&p.certLife, "certificate-lifetime", verification.DefaultCertificateLifetime, "how long a certificate is valid")
+	fs.StringVar(&p.appID, "app-id", "", "healthAuthorityID under which the built-in key server accepts the realm's certificates (default <region>.candor.app)")
+	fs.IntVar(&p.shortLen, "short-code-length", verification.DefaultShortCodeLength, "digits of the short code (6 to 16)")
+	fs.DurationVar(&p.shortLife, "short-code-lifetime", verification.DefaultShortCodeLifetime, "how long a short code is valid (1m to 1h)")
+	fs.IntVar(&p.longLen, "long-code-length", verification.DefaultLongCodeLength, "characters of the long code, a-z0-9 (12 to 64)")
+	fs.DurationVar(&p.longLife, "long-code-lifetime", verification.DefaultLongCodeLifetime, "how long a long code (the link) is valid (short code's lifetime to 24h)")
+	fs.StringVar(&p.testTypes, "test-types", strings.Join(verification.DefaultTestTypes(), ","), "test types the realm issues: confirmed, likely, negative, user-report")
+	fs.IntVar(&p.quota, "daily-quota", verification.DefaultDailyQuota, "codes the realm may issue per UTC day (0: no bound)")
+	fs.BoolVar(&p.requireDate, "require-date", false, "refuse codes without a symptom or test date")
+	if withMaintenance {
+		fs.BoolVar(&p.maintenance, "maintenance", false, "maintenance mode: every API of the realm answers 429 maintenance_mode")
+	}
+	return p
+}
+
+// policy returns the settings whose flags were given on the command line.
+func (p *policyFlags) policy() realmPolicy {
+	var rp realmPolicy
+	p.fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "issuer":
+			rp.CertificateIssuer = &p.issuer
+		case "audience":
+			rp.CertificateAudience = &p.audience
+		case "certificate-lifetime":
+			rp.CertificateLifetime = &p.certLife
+		case "app-id":
+			rp.AppID = &p.appID
+		case "short-code-length":
+			rp.ShortCodeLength = &p.shortLen
+		case "short-code-lifetime":
+			rp.ShortCodeLifetime = &p.shortLife
+		case "long-code-length":
+			rp.LongCodeLength = &p.longLen
+		case "long-code-lifetime":
+			rp.LongCodeLifetime = &p.longLife
+		case "test-types":
+			var tt stringList
+			_ = tt.Set(p.testTypes)
+			rp.TestTypes = tt
+		case "daily-quota":
+			rp.DailyQuota = &p.quota
+		case "require-date":
+			rp.RequireDate = &p.requireDate
+		case "maintenance":
+			rp.Maintenance = &p.maintenance
+		}
+	})
+	return rp
+}
+
+func printRealm(w io.Writer, r realmInfo) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "realm\t%s\n", r.Name)
+	fmt.Fprintf(tw, "  region\t%s\n", r.Region)
+	fmt.Fprintf(tw, "  certificate issuer\t%s\n", r.CertificateIssuer)
+	fmt.Fprintf(tw, "  certificate audience\t%s\n", r.CertificateAudience)
+	fmt.Fprintf(tw, "  certificate lifetime\t%v\n", r.CertificateLifetime)
+	fmt.Fprintf(tw, "  app (healthAuthorityID)\t%s\n", r.AppID)
+	fmt.Fprintf(tw, "  JWKS\t%s\n", r.JWKSURL)
+	fmt.Fprintf(tw, "  short code\t%d digits, %v\n", r.ShortCodeLength, r.ShortCodeLifetime)
+	fmt.Fprintf(tw, "  long code\t%d characters, %v\n", r.LongCodeLength, r.LongCodeLifetime)
+	fmt.Fprintf(tw, "  test types\t%s\n", strings.Join(r.TestTypes, ","))
+	quota := "no bound"
+	if r.DailyQuota > 0 {
+		quota = fmt.Sprintf("%d codes per UTC day", r.DailyQuota)
+	}
+	fmt.Fprintf(tw, "  daily quota\t%s\n", quota)
+	fmt.Fprintf(tw, "  require date\t%v\n", r.RequireDate)
+	fmt.Fprintf(tw, "  maintenance\t%v\n", r.Maintenance)
+	fmt.Fprintf(tw, "  brute-force bound\tp ≤ %.1e that one API key guesses a given short code in its lifetime\n", r.BruteForceBound)
+	tw.Flush()
+}
+
+func adminRealmAdd(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin realm add", "Add a verification realm (a health authority that issues codes) and trust it in the built-in key server.", io.Err)
+	data := fs.String("data", "./data", "data directory of the server")
+	var req realmRequest
+	fs.StringVar(&req.Name, "name", "", "realm name: lower-case letters, digits, dashes")
+	fs.StringVar(&req.Region, "region", "", "region its uploads are exported under, e.g. US-WA")
+	pf := newPolicyFlags(fs, false)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	req.realmPolicy = pf.policy()
+	var resp realmInfo
+	if err := callOp(ctx, *data, "realm.add", req, &resp); err != nil {
+		return err
+	}
+	printRealm(io.Out, resp)
+	return nil
+}
+
+func adminRealmSet(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin realm set", "Change a realm's policy; only the flags given change.", io.Err)
+	data := fs.String("data", "./data", "data directory of the server")
+	var req realmRequest
+	fs.StringVar(&req.Name, "name", "", "realm name")
+	pf := newPolicyFlags(fs, true)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	req.realmPolicy = pf.policy()
+	var resp realmInfo
+	if err := callOp(ctx, *data, "realm.set", req, &resp); err != nil {
+		return err
+	}
+	printRealm(io.Out, resp)
+	return nil
+}
+
+func adminRealmList(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin realm list", "List the verification realms.", io.Err)
+	data := fs.String("data", "./data", "data directory of the server")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var resp []realmInfo
+	if err := callOp(ctx, *data, "realm.list", struct{}{}, &resp); err != nil {
+		return err
+	}
+	for _, r := range resp {
+		printRealm(io.Out, r)
+	}
+	return nil
+}
+
+func adminRealmRotateKey(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin realm rotate-key", "Make a new certificate signing key primary for a realm. The old key stays published (JWKS) until its certificates have expired.", io.Err)
+	data := fs.String("data", "./data", "data directory of the server")
+	var req realmRequest
+	fs.StringVar(&req.Name, "name", "", "realm name")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var resp struct {
+		Realm string
+		Keys  []string
+	}
+	if err := callOp(ctx, *data, "realm.rotate-key", req, &resp); err != nil {
+		return err
+	}
+	fmt.Fprintf(io.Out, "realm %s: certificate keys %s (the last is primary)\n", resp.Realm, strings.Join(resp.Keys, ", "))
+	return nil
+}
+
+func adminRealmStats(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin realm stats", "Print a realm's statistics per UTC day.", io.Err)
+	data := fs.String("data", "./data", "data directory of the server")
+	var req realmStatsRequest
+	fs.StringVar(&req.Name, "name", "", "realm name")
+	fs.IntVar(&req.Days, "days", 7, "how many UTC days up to today")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var resp []verification.DayStats
+	if err := callOp(ctx, *data, "realm.stats", req, &resp); err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(io.Out).Encode(resp)
+	}
+	tw := tabwriter.NewWriter(io.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "day\tissued\tclaimed\texpired unclaimed\tinvalid attempts\tcertificates\t")
+	for _, d := range resp {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", d.Day, d.CodesIssued, d.CodesClaimed, d.CodesExpired, d.InvalidAttempts, d.CertificatesIssued)
+	}
+	return tw.Flush()
+}
+
+func adminAPIKeyAdd(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin apikey add", "Create an API key for a realm. Only the key is printed on stdout, and only this once: it is stored as a hash.", io.Err)
+	data := fs.String("data", "./data", "data directory of the server")
+	var req apiKeyRequest
+	fs.StringVar(&req.Realm, "realm", "", "realm name")
+	fs.StringVar(&req.Kind, "kind", "", "device (for the app: /api/verify, /api/certificate) or admin (for issuing: /api/issue, …)")
+	fs.StringVar(&req.Name, "name", "", "label, e.g. \"Android app\"")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var resp apiKeyInfo
+	if err := callOp(ctx, *data, "apikey.add", req, &resp); err != nil {
+		return err
+	}
+	fmt.Fprintln(io.Out, resp.Secret)
+	fmt.Fprintf(io.Err, "%s API key %s of realm %s created; it is shown only this once\n", resp.Kind, resp.ID, resp.Realm)
+	return nil
+}
+
+func adminAPIKeyList(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin apikey list", "List a realm's API keys (never their secrets).", io.Err)
+	data := fs.String("data", "./data", "data directory of the server")
+	var req apiKeyRequest
+	fs.StringVar(&req.Realm, "realm", "", "realm name")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var resp []apiKeyInfo
+	if err := callOp(ctx, *data, "apikey.list", req, &resp); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(io.Out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "id\tkind\tname\tcreated\trevoked")
+	for _, k := range resp {
+		revoked := "-"
+		if !k.RevokedAt.IsZero() {
+			revoked = k.RevokedAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Kind, k.Name, k.CreatedAt.Format(time.RFC3339), revoked)
+	}
+	return tw.Flush()
+}
+
+func adminAPIKeyRevoke(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin apikey revoke", "Revoke a realm's API key at once.", io.Err)
+	data := fs.String("data", "./data", "data directory of the server")
+	var req apiKeyRequest
+	fs.StringVar(&req.Realm, "realm", "", "realm name")
+	fs.StringVar(&req.ID, "id", "", "key id, from `candor admin apikey list`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var resp apiKeyInfo
+	if err := callOp(ctx, *data, "apikey.revoke", req, &resp); err != nil {
+		return err
+	}
+	fmt.Fprintf(io.Out, "API key %s of realm %s revoked\n", resp.ID, resp.Realm)
+	return nil
+}

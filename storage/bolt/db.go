@@ -53,6 +53,8 @@ var allBuckets = [][]byte{
 	bucketExposures, bucketExposuresCreated, bucketExposuresRevised,
 	bucketAuthorities, bucketApps, bucketKeysets,
 	bucketExportConfigs, bucketExportBatches, bucketExportBatchKeys, bucketExportLeases, bucketExportEvents,
+	bucketVerRealms, bucketVerAPIKeys, bucketVerCodes, bucketVerCodeHashes, bucketVerHashExpiry,
+	bucketVerCodeExpiry, bucketVerTokensUsed, bucketVerStats, bucketVerSecrets,
 }
 
 // Open opens (creating if needed) the store in dir.
