@@ -20,7 +20,7 @@ test-short:
 	$(GO) test -short -count=1 ./...
 
 bench: build
-	$(BIN) loadtest --spawn --concurrency 16,64 --duration 10s --markdown
+	$(BIN) loadtest --spawn --mode publish,verify,download --concurrency 16,64 --duration 10s --report docs/PERFORMANCE.md
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

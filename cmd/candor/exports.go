@@ -89,19 +89,20 @@ func (m *Main) newExporter(retention time.Duration, register bool) (*exporter.Ex
 		Owner:     host + ":" + dir,
 		Now:       cfg.now,
 		Log:       m.Log,
-		// The transparency log attaches here; until then the events are
-		// logged.
-		Events: exporter.Events{
-			OnFilePublished: func(ctx context.Context, f exporter.FilePublished) error {
-				m.Log.InfoContext(ctx, "export file published", "file", f.Name, "region", f.Region,
-					"window_start", f.Start, "window_end", f.End, "keys", f.Keys, "revised_keys", f.RevisedKeys,
-					"zip_sha256", f.ZipSHA256.String(), "bin_sha256", f.BinSHA256.String(), "signing_keys", signingKeys(f))
-				return nil
-			},
-			OnRetention: func(ctx context.Context, r exporter.RetentionResult) error {
-				m.Log.InfoContext(ctx, "retention deleted", "cutoff", r.Cutoff, "keys_removed", r.KeysRemoved, "files_removed", r.FilesRemoved)
-				return nil
-			},
+	}
+	// Each event is logged for the operator and recorded in the public
+	// transparency log before the exporter considers it delivered.
+	logged := m.exportEvents(m.ExportKeys)
+	opts.Events = exporter.Events{
+		OnFilePublished: func(ctx context.Context, f exporter.FilePublished) error {
+			m.Log.InfoContext(ctx, "export file published", "file", f.Name, "region", f.Region,
+				"window_start", f.Start, "window_end", f.End, "keys", f.Keys, "revised_keys", f.RevisedKeys,
+				"zip_sha256", f.ZipSHA256.String(), "bin_sha256", f.BinSHA256.String(), "signing_keys", signingKeys(f))
+			return logged.OnFilePublished(ctx, f)
+		},
+		OnRetention: func(ctx context.Context, r exporter.RetentionResult) error {
+			m.Log.InfoContext(ctx, "retention deleted", "cutoff", r.Cutoff, "keys_removed", r.KeysRemoved, "files_removed", r.FilesRemoved)
+			return logged.OnRetention(ctx, r)
 		},
 	}
 	if register {

@@ -55,7 +55,9 @@ func commands() []command {
 		{"admin", "manage authorities, apps, realms, API keys and exports", runAdmin},
 		{"version", "print the version", runVersion},
 		{"loadtest", "drive load against a server and print throughput and latency", runLoadtest},
+		{"phone", "simulate phones: keys, encounters, reports and exposure checks", runPhone},
 		{"export", "run export passes", runExport},
+		{"audit", "verify a server's transparency log and export files from the outside", runAudit},
 		// More commands (export, audit, phone, loadtest) are added here.
 	}
 }

@@ -46,6 +46,7 @@ type Config struct {
 	Now func() time.Time
 	VerificationConfig
 	ExportConfig
+	TransparencyConfig
 }
 
 // Defaults of Config.
@@ -68,6 +69,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RevisionKeyRotation, "revision-key-rotation", DefaultRevisionKeyRotation, "how often the revision-token key rotates")
 	c.verificationFlags(fs)
 	c.exportFlags(fs)
+	c.transparencyFlags(fs)
 }
 
 func (c *Config) now() time.Time {
@@ -284,9 +286,12 @@ func (m *Main) every(ctx context.Context, interval time.Duration, name string, f
 
 // Close releases the store; safe after a failed Open.
 func (m *Main) Close() error {
-	var err error
+	// The log first: its last checkpoint is published before the store goes.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := m.closeTransparency(ctx)
 	if m.DB != nil {
-		err = m.DB.Close()
+		err = errors.Join(err, m.DB.Close())
 		m.DB = nil
 		if m.admin != nil {
 			_ = os.Remove(filepath.Join(m.Config.DataDir, AdminSocketName))
@@ -310,6 +315,9 @@ func runServe(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer m.Close()
+	if err := m.ensureDemoRealm(ctx, io.Out); err != nil {
+		return err
+	}
 	u := m.URL()
 	fmt.Fprintf(io.Out, "Candor is running (data in %s)\n", m.Config.DataDir)
 	fmt.Fprintf(io.Out, "  key server publish:  %s/v1/publish\n", u)
