@@ -318,11 +318,18 @@ func runServe(ctx context.Context, args []string, io IO) error {
 	if err := m.ensureDemoRealm(ctx, io.Out); err != nil {
 		return err
 	}
+	if err := m.ensureDemoExport(ctx, io.Out); err != nil {
+		return err
+	}
 	u := m.URL()
 	fmt.Fprintf(io.Out, "Candor is running (data in %s)\n", m.Config.DataDir)
-	fmt.Fprintf(io.Out, "  key server publish:  %s/v1/publish\n", u)
-	fmt.Fprintf(io.Out, "  health:              %s/health\n", u)
-	fmt.Fprintf(io.Out, "  metrics:             %s/metrics\n", u)
-	fmt.Fprintf(io.Out, "  operator socket:     %s\n", filepath.Join(m.Config.DataDir, AdminSocketName))
+	fmt.Fprintf(io.Out, "  key server publish:    %s/v1/publish\n", u)
+	fmt.Fprintf(io.Out, "  verification API:      %s/api/verify, /api/certificate, /api/issue …\n", u)
+	fmt.Fprintf(io.Out, "  realm public keys:     %s/jwks/{realm}\n", u)
+	fmt.Fprintf(io.Out, "  export files:          %s/exports/{root}/index.txt\n", u)
+	fmt.Fprintf(io.Out, "  transparency log:      %s/log/checkpoint\n", u)
+	fmt.Fprintf(io.Out, "  transparency page:     %s/transparency\n", u)
+	fmt.Fprintf(io.Out, "  health, metrics:       %s/health, %s/metrics\n", u, u)
+	fmt.Fprintf(io.Out, "  operator socket:       %s\n", filepath.Join(m.Config.DataDir, AdminSocketName))
 	return m.Run(ctx)
 }
