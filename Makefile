@@ -4,10 +4,21 @@ DATA    ?= ./data
 ADDR    ?= 127.0.0.1:8080
 BIN     := bin/candor
 
-.PHONY: run build test test-short bench lint fuzz clean
+.PHONY: run build test test-short bench lint fuzz clean cluster cluster-stop cluster-status
 
 run: build
 	$(BIN) serve --data $(DATA) --addr $(ADDR)
+
+# A local multi-process cluster on loopback: Redis, two key servers, two
+# verification servers, an exporter, a log writer and nginx (deploy/local).
+cluster: build
+	deploy/local/cluster.sh start
+
+cluster-stop:
+	deploy/local/cluster.sh stop
+
+cluster-status:
+	deploy/local/cluster.sh status
 
 build:
 	$(GO) build -o $(BIN) ./cmd/candor

@@ -35,14 +35,23 @@ type chart struct {
 	Series []series
 	// Total sums every series over the days.
 	Totals []string
+	// Rows are the days with a count, oldest first: the chart's numbers
+	// as a table, for screen readers and for copying.
+	Rows []chartRow
+}
+
+// chartRow is one day of a chart's numbers, a value per series.
+type chartRow struct {
+	Day    string
+	Values []string
 }
 
 // Chart geometry, in SVG user units.
 const (
 	chartWidth  = 720
-	chartHeight = 170
+	chartHeight = 200
 	chartLeft   = 48
-	chartBottom = 22
+	chartBottom = 26
 	chartTop    = 8
 )
 

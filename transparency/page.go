@@ -118,15 +118,77 @@ type pageData struct {
 	Charts    []chart
 	Counts    []typeCount
 	Generated string
+	// Newest is the time of the newest entry, for the summary.
+	Newest string
+	// Explained says in plain words what each entry type claims.
+	Explained []typeInfo
+}
+
+// typeInfo is an entry type as the page explains it to lay readers.
+type typeInfo struct {
+	Type        string
+	Name        string
+	Explanation string
+	Count       int
+}
+
+// typeInfoOf returns the plain-language name and explanation of an entry
+// type, for lay readers.
+func typeInfoOf(t string) (name, explanation string, ok bool) {
+	switch t {
+	case logentry.TypeExportPublished:
+		return "Export file published",
+			"A file of anonymous keys that phones download to check for exposures was published. The entry names the file and its fingerprint (SHA-256), how many keys it holds and which key signed it, so anyone can check that the file they downloaded is the one logged.", true
+	case logentry.TypeRetentionDeleted:
+		return "Old data deleted",
+			"Keys older than the retention period (stated in the realm entries; 14 days by default) were deleted, and the export files that held them removed. Auditors check that nothing older is still served.", true
+	case logentry.TypeSigningKeyAdded:
+		return "Signing key added",
+			"A new public key appeared that signs export files or a health authority's verification certificates. Phones and key servers trust signatures only from keys logged here.", true
+	case logentry.TypeSigningKeyRotated:
+		return "Signing key replaced",
+			"A signing key was replaced by a new one, as keys are regularly; the old key still checks what it signed before.", true
+	case logentry.TypeSigningKeyRetired:
+		return "Signing key retired",
+			"A signing key was taken out of use: nothing it signs after this time is valid.", true
+	case logentry.TypeRealmAdded:
+		return "Health authority's code service added",
+			"A health authority (a “realm”) started issuing verification codes here. The entry states its rules: how long codes work, how many may be issued a day, and the keys of its certificates.", true
+	case logentry.TypeRealmChanged:
+		return "Health authority's rules changed",
+			"A realm's rules changed, for example how long its codes work or its daily quota. The entry states the new rules in full.", true
+	case logentry.TypeAuthorityAdded:
+		return "Health authority trusted",
+			"The key server started accepting uploads certified by this health authority, with the public keys it checks the certificates with.", true
+	case logentry.TypeAuthorityChanged:
+		return "Health authority updated",
+			"A trusted health authority's settings or public keys changed.", true
+	case logentry.TypeStatsDaily:
+		return "Daily counts",
+			"How many verification codes a realm issued and how many people used them, on one day. Counts below 10 are shown as “<10”, so that no small group can be singled out.", true
+	case logentry.TypeSoftwareStarted:
+		return "Software started",
+			"The server started, with the exact version of the software. A change of software shows up here.", true
+	}
+	return "", "", false
+}
+
+// typeName is the plain-language name of an entry type.
+func typeName(t string) string {
+	if name, _, ok := typeInfoOf(t); ok {
+		return name
+	}
+	return t
 }
 
 type row struct {
-	Index   uint64
-	Time    string
-	Type    string
-	Summary string
-	Link    string
-	Bad     string
+	Index    uint64
+	Time     string
+	Type     string
+	TypeName string
+	Summary  string
+	Link     string
+	Bad      string
 }
 
 type typeCount struct {
@@ -153,6 +215,9 @@ func buildPage(l *Log, cp Checkpoint, cpErr error, f Filter, filterErr error, ba
 	counts := map[string]int{}
 	skip := (f.Page - 1) * PageSize
 	l.Each(d.Size, func(r Record) bool {
+		if d.Newest == "" && r.DecodeErr == "" && !r.Entry.Time.IsZero() {
+			d.Newest = r.Entry.Time.Format("2 January 2006, 15:00 UTC")
+		}
 		counts[r.Entry.Type]++
 		if filterErr != nil || !f.Matches(r) {
 			return true
@@ -166,6 +231,9 @@ func buildPage(l *Log, cp Checkpoint, cpErr error, f Filter, filterErr error, ba
 	for _, t := range logentry.Types() {
 		if counts[t] > 0 {
 			d.Counts = append(d.Counts, typeCount{t, counts[t]})
+		}
+		if name, expl, ok := typeInfoOf(t); ok {
+			d.Explained = append(d.Explained, typeInfo{Type: t, Name: name, Explanation: expl, Count: counts[t]})
 		}
 	}
 	d.Page = f.Page
@@ -189,6 +257,7 @@ func rowOf(r Record) row {
 	}
 	rw.Time = r.Entry.Time.Format("2006-01-02 15:00Z")
 	rw.Type = r.Entry.Type
+	rw.TypeName = typeName(r.Entry.Type)
 	rw.Summary = Summary(r.Entry)
 	return rw
 }
@@ -340,6 +409,22 @@ func dailyCharts(l *Log, size uint64, now time.Time) []chart {
 	})
 	mk := func(title, note string, ss ...series) chart {
 		c := chart{Title: title, Note: note, Series: ss, SVG: barChart(title, days, ss)}
+		for i, d := range days {
+			r := chartRow{Day: d.Format(logentry.DayLayout)}
+			nonzero := false
+			for _, s := range ss {
+				v := s.Values[i]
+				t := formatInt(v.N)
+				if v.Lower {
+					t = "at least " + t
+				}
+				nonzero = nonzero || v.N > 0 || v.Lower
+				r.Values = append(r.Values, t)
+			}
+			if nonzero {
+				c.Rows = append(c.Rows, r)
+			}
+		}
 		for _, s := range ss {
 			var total int64
 			lower := false
@@ -374,5 +459,6 @@ func pageTemplate() (*template.Template, error) {
 	return template.New("page.html").Funcs(template.FuncMap{
 		"query":    func(f Filter, p int) string { return f.query(p) },
 		"filterOf": func(t string) Filter { return Filter{Type: t, Page: 1} },
+		"typeName": typeName,
 	}).ParseFS(assets, "assets/page.html")
 }

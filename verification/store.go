@@ -27,8 +27,9 @@ var (
 )
 
 // Store is everything the verification service keeps. Implementations:
-// storage/bolt (embedded). Every method is safe for concurrent use; a nil
-// error from a write means it is durable.
+// storage/bolt (embedded) and storage/redis (shared by replicas). Every
+// method is safe for concurrent use; a nil error from a write means it is
+// durable.
 type Store interface {
 	RealmStore
 	APIKeyStore

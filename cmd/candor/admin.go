@@ -18,6 +18,7 @@ func adminCommands() map[string]adminCommand {
 		"app add":       adminAppAdd,
 	}
 	maps.Copy(t, verificationAdminCommands())
+	maps.Copy(t, uiAdminCommands())
 	maps.Copy(t, exportAdminCommands())
 	return t
 }
@@ -37,7 +38,7 @@ func runAdmin(ctx context.Context, args []string, io IO) error {
 
 func adminAuthorityAdd(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin authority add", "Trust a health authority's verification certificates, by public key or JWKS URL.", io.Err)
-	data := fs.String("data", "./data", "data directory of the server")
+	tgt := targetFlags(fs)
 	var req authorityAddRequest
 	fs.StringVar(&req.Issuer, "issuer", "", "certificate issuer (iss) of the authority")
 	fs.StringVar(&req.Audience, "audience", "", "certificate audience (aud) the key server expects")
@@ -56,7 +57,7 @@ func adminAuthorityAdd(ctx context.Context, args []string, io IO) error {
 		req.PublicKeyPEM = string(b)
 	}
 	var resp authorityAddResponse
-	if err := callOp(ctx, *data, "authority.add", req, &resp); err != nil {
+	if err := tgt.call(ctx, "authority.add", req, &resp); err != nil {
 		return err
 	}
 	verb := "updated"
@@ -69,7 +70,7 @@ func adminAuthorityAdd(ctx context.Context, args []string, io IO) error {
 
 func adminAppAdd(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin app add", "Allow an app (healthAuthorityID) to publish with certificates of an authority.", io.Err)
-	data := fs.String("data", "./data", "data directory of the server")
+	tgt := targetFlags(fs)
 	var req appAddRequest
 	fs.StringVar(&req.ID, "id", "", "healthAuthorityID the app sends, e.g. com.example.app")
 	fs.StringVar(&req.Authority, "authority", "", "issuer of an authority added with `admin authority add`")
@@ -82,7 +83,7 @@ func adminAppAdd(ctx context.Context, args []string, io IO) error {
 		Authorities []string
 		Region      string
 	}
-	if err := callOp(ctx, *data, "app.add", req, &resp); err != nil {
+	if err := tgt.call(ctx, "app.add", req, &resp); err != nil {
 		return err
 	}
 	fmt.Fprintf(io.Out, "app %s: region %s, authorities %s\n", resp.ID, resp.Region, strings.Join(resp.Authorities, ","))

@@ -14,7 +14,7 @@ import (
 // issue, verify, publish, export, download. It does nothing once any
 // export configuration exists.
 func (m *Main) ensureDemoExport(ctx context.Context, out io.Writer) error {
-	configs, err := m.DB.ExportConfigs(ctx)
+	configs, err := m.ExportStore.ExportConfigs(ctx)
 	if err != nil || len(configs) > 0 {
 		return err
 	}
@@ -22,7 +22,7 @@ func (m *Main) ensureDemoExport(ctx context.Context, out io.Writer) error {
 		Root: "demo", Region: "DEMO", Period: time.Hour,
 		SignatureInfos: []exporter.SignatureInfo{{KeyID: "demo", KeyVersion: "v1"}},
 	}
-	if _, _, err := exporter.AddConfig(ctx, m.DB, m.ExportKeys, c, m.Config.now()); err != nil {
+	if _, _, err := exporter.AddConfig(ctx, m.ExportStore, m.ExportKeys, c, m.Config.now()); err != nil {
 		return fmt.Errorf("demo export: %w", err)
 	}
 	fmt.Fprintf(out, "First start: export files of region DEMO are published hourly at %s/exports/demo/index.txt\n", m.publicURL())

@@ -511,7 +511,8 @@ func TestPhoneCommandUsage(t *testing.T) {
 // running server, creating what it needs through the operator socket, and
 // writes its report.
 func TestE2ELoadtestModes(t *testing.T) {
-	s := startE2EServer(t, "", "--log-level", "warn")
+	// A load test comes from one address: lift the per-address bound.
+	s := startE2EServer(t, "", "--log-level", "warn", "--rate-limit-per-address", "0")
 	report := filepath.Join(t.TempDir(), "PERFORMANCE.md")
 	out, err := s.run("loadtest", "--url", s.url, "--data", s.data, "--mode", "publish,verify,download",
 		"--concurrency", "2", "--duration", "1s", "--max-rate", "300", "--report", report)

@@ -426,10 +426,12 @@ func TestEnsureDemoRealm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.DB, err = bolt.Open(dir, bolt.Options{}); err != nil {
+	db, err := bolt.Open(dir, bolt.Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.DB.Close()
+	defer db.Close()
+	m.useBolt(db)
 	if m.Master, err = keyset.OpenMasterFile(filepath.Join(dir, "master.key")); err != nil {
 		t.Fatal(err)
 	}

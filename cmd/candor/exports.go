@@ -73,7 +73,7 @@ func (m *Main) newExporter(retention time.Duration, register bool) (*exporter.Ex
 		return nil, usageError{"--retention: " + err.Error()}
 	}
 	if m.ExportKeys == nil {
-		m.ExportKeys = exporter.NewKeysets(m.DB, m.Master, cfg.now)
+		m.ExportKeys = exporter.NewKeysets(m.Keysets, m.Master, cfg.now)
 	}
 	dir, err := filepath.Abs(filepath.Join(cfg.DataDir, ExportsDirName))
 	if err != nil {
@@ -91,8 +91,10 @@ func (m *Main) newExporter(retention time.Duration, register bool) (*exporter.Ex
 		Log:       m.Log,
 	}
 	// Each event is logged for the operator and recorded in the public
-	// transparency log before the exporter considers it delivered.
-	logged := m.exportEvents(m.ExportKeys)
+	// transparency log — here, or through the outbox by the process that
+	// runs the log (outbox.go) — before the exporter considers it
+	// delivered.
+	logged := m.exportLogHooks()
 	opts.Events = exporter.Events{
 		OnFilePublished: func(ctx context.Context, f exporter.FilePublished) error {
 			m.Log.InfoContext(ctx, "export file published", "file", f.Name, "region", f.Region,
@@ -108,7 +110,7 @@ func (m *Main) newExporter(retention time.Duration, register bool) (*exporter.Ex
 	if register {
 		opts.Registerer = m.Registry
 	}
-	x, err := exporter.New(m.DB, m.ExportKeys, opts)
+	x, err := exporter.New(m.ExportStore, m.ExportKeys, opts)
 	if err != nil {
 		return nil, fmt.Errorf("exports: %w", err)
 	}
@@ -149,7 +151,7 @@ func (m *Main) exportBackground(ctx context.Context) {
 		_, err := m.Exporter.Retain(ctx)
 		return err
 	})
-	m.every(ctx, time.Hour, "export key reload", m.ExportKeys.Reload)
+	m.every(ctx, m.keyMaintenanceInterval(time.Hour), "export key reload", m.ExportKeys.Reload)
 }
 
 // exportOps are the export role's operator commands.
@@ -217,7 +219,7 @@ func opExportAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, error)
 		Period: period, MinWindowAge: age, MinKeys: req.MinKeys, MaxKeysPerFile: req.MaxKeysPerFile,
 		SignatureInfos: []exporter.SignatureInfo{{KeyID: req.KeyID, KeyVersion: req.KeyVersion}},
 	}
-	out, created, err := exporter.AddConfig(ctx, m.DB, m.ExportKeys, c, m.Config.now())
+	out, created, err := exporter.AddConfig(ctx, m.ExportStore, m.ExportKeys, c, m.Config.now())
 	if err != nil {
 		return nil, opError{err.Error()}
 	}
@@ -229,7 +231,7 @@ func opExportAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, error)
 }
 
 func opExportList(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	configs, err := m.DB.ExportConfigs(ctx)
+	configs, err := m.ExportStore.ExportConfigs(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +259,7 @@ func opExportKeyAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, err
 	if req.Root == "" || req.KeyID == "" || req.KeyVersion == "" {
 		return nil, opError{"--root, --key-id and --key-version are required"}
 	}
-	c, _, err := exporter.AddSignatureInfo(ctx, m.DB, m.ExportKeys, req.Root, req.KeyID, req.KeyVersion, m.Config.now())
+	c, _, err := exporter.AddSignatureInfo(ctx, m.ExportStore, m.ExportKeys, req.Root, req.KeyID, req.KeyVersion, m.Config.now())
 	if err != nil {
 		return nil, opError{err.Error()}
 	}
@@ -283,7 +285,7 @@ func opExportKeyRetire(ctx context.Context, m *Main, raw json.RawMessage) (any, 
 			return nil, opError{"--at: " + err.Error()}
 		}
 	}
-	c, err := exporter.RetireSignatureInfo(ctx, m.DB, req.Root, req.KeyID, req.KeyVersion, at, m.Config.now())
+	c, err := exporter.RetireSignatureInfo(ctx, m.ExportStore, req.Root, req.KeyID, req.KeyVersion, at, m.Config.now())
 	if err != nil {
 		return nil, opError{err.Error()}
 	}
@@ -389,7 +391,7 @@ func exportAdminCommands() map[string]adminCommand {
 
 func adminExportAdd(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin export add", "Add an export configuration: the files of one root, their windows, regions, padding, split and signing key. Prints the signing key's public key, which app developers register with the phone platforms.", io.Err)
-	data := fs.String("data", "./data", "data directory of the server")
+	tgt := targetFlags(fs)
 	var req exportAddRequest
 	var regions stringList
 	fs.StringVar(&req.Root, "root", "", "file root: files go to <data>/exports/<root>/ and are served under /exports/<root>/")
@@ -407,7 +409,7 @@ func adminExportAdd(ctx context.Context, args []string, io IO) error {
 	}
 	req.InputRegions = regions
 	var resp exportConfigResponse
-	if err := callOp(ctx, *data, "export.add", req, &resp); err != nil {
+	if err := tgt.call(ctx, "export.add", req, &resp); err != nil {
 		return err
 	}
 	verb := "exists unchanged"
@@ -431,13 +433,13 @@ func printKeys(io IO, keys []exporter.PublishedKey) {
 
 func adminExportList(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin export list", "List the export configurations and their signing keys.", io.Err)
-	data := fs.String("data", "./data", "data directory of the server")
+	tgt := targetFlags(fs)
 	asJSON := fs.Bool("json", false, "print the stored configurations as JSON (durations in nanoseconds)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var resp json.RawMessage
-	if err := callOp(ctx, *data, "export.list", struct{}{}, &resp); err != nil {
+	if err := tgt.call(ctx, "export.list", struct{}{}, &resp); err != nil {
 		return err
 	}
 	if *asJSON {
@@ -485,23 +487,23 @@ func printJSON(io IO, raw json.RawMessage) error {
 	return err
 }
 
-func keyFlags(fs *flag.FlagSet, req *exportKeyRequest) *string {
-	data := fs.String("data", "./data", "data directory of the server")
+func keyFlags(fs *flag.FlagSet, req *exportKeyRequest) *opTarget {
+	tgt := targetFlags(fs)
 	fs.StringVar(&req.Root, "root", "", "export configuration root")
 	fs.StringVar(&req.KeyID, "key-id", "", "verification key id")
 	fs.StringVar(&req.KeyVersion, "key-version", "", "verification key version")
-	return data
+	return tgt
 }
 
 func adminExportRotateKey(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin export rotate-key", "Start a signing-key rotation: create a new key (id, version) that signs every new file next to the current ones. Register its public key with the platforms, then retire the old key with `admin export retire-key`.", io.Err)
 	var req exportKeyRequest
-	data := keyFlags(fs, &req)
+	tgt := keyFlags(fs, &req)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var resp exportConfigResponse
-	if err := callOp(ctx, *data, "export.key.add", req, &resp); err != nil {
+	if err := tgt.call(ctx, "export.key.add", req, &resp); err != nil {
 		return err
 	}
 	fmt.Fprintf(io.Out, "export %s: key %s/%s added; new files are signed by every active key\n", req.Root, req.KeyID, req.KeyVersion)
@@ -512,13 +514,13 @@ func adminExportRotateKey(ctx context.Context, args []string, io IO) error {
 func adminExportRetireKey(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin export retire-key", "End a signing-key rotation: the key stops signing new files (now, or at --at). Its public key stays published for the retention period.", io.Err)
 	var req exportKeyRequest
-	data := keyFlags(fs, &req)
+	tgt := keyFlags(fs, &req)
 	fs.StringVar(&req.At, "at", "", "when the key stops signing, RFC 3339 (default now)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var resp exportConfigResponse
-	if err := callOp(ctx, *data, "export.key.retire", req, &resp); err != nil {
+	if err := tgt.call(ctx, "export.key.retire", req, &resp); err != nil {
 		return err
 	}
 	fmt.Fprintf(io.Out, "export %s: key %s/%s retired\n", req.Root, req.KeyID, req.KeyVersion)
@@ -528,14 +530,14 @@ func adminExportRetireKey(ctx context.Context, args []string, io IO) error {
 
 func adminExportKeys(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin export keys", "Print the public signing keys of an export configuration as JSON, as GET /exports/<root>/keys serves them.", io.Err)
-	data := fs.String("data", "./data", "data directory of the server")
+	tgt := targetFlags(fs)
 	var req exportKeyRequest
 	fs.StringVar(&req.Root, "root", "", "export configuration root")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var resp json.RawMessage
-	if err := callOp(ctx, *data, "export.keys", req, &resp); err != nil {
+	if err := tgt.call(ctx, "export.keys", req, &resp); err != nil {
 		return err
 	}
 	return printJSON(io, resp)
@@ -552,7 +554,7 @@ func runExport(ctx context.Context, args []string, io IO) error {
 		return usageError{"export needs the verb run"}
 	}
 	fs := newFlagSet("export run", "Run one export pass: export every window that is due, regenerate missing or damaged files, rewrite index.txt, deliver events. Goes through the running server when there is one.", io.Err)
-	data := fs.String("data", "./data", "data directory")
+	tgt := targetFlags(fs)
 	var req exportRunRequest
 	fs.StringVar(&req.Now, "now", "", "run as if at this time (RFC 3339), for tests and demos")
 	fs.BoolVar(&req.AllowFuture, "allow-future", false, "accept a --now in the future: exports windows still open, whose later keys are then never exported (tests and demos only)")
@@ -562,7 +564,7 @@ func runExport(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	var resp exportRunResponse
-	if err := callOp(ctx, *data, "export.run", req, &resp); err != nil {
+	if err := tgt.call(ctx, "export.run", req, &resp); err != nil {
 		return err
 	}
 	for _, r := range resp.Pass.Roots {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +23,15 @@ import (
 	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/storage/bolt"
 )
+
+// invalidateAuthorities makes the key server (when this process runs it)
+// read authorities and apps afresh; other replicas see changes when their
+// cache entries expire.
+func (m *Main) invalidateAuthorities() {
+	if m.Publisher != nil {
+		m.Publisher.InvalidateCache()
+	}
+}
 
 // Operator commands reach a running server through a Unix socket in the data
 // directory (its 0600 permissions are the authentication, as only the
@@ -45,6 +56,7 @@ func opTable() map[string]opFunc {
 		"app.add":       opAppAdd,
 	}
 	maps.Copy(t, verificationOps())
+	maps.Copy(t, uiOps())
 	maps.Copy(t, exportOps())
 	return t
 }
@@ -85,13 +97,13 @@ func opAuthorityAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, err
 		}
 		key = &keyserver.AuthorityKey{Version: req.KeyVersion, PEM: req.PublicKeyPEM}
 	}
-	ha, created, err := keyserver.AddAuthority(ctx, m.DB, keyserver.HealthAuthority{
+	ha, created, err := keyserver.AddAuthority(ctx, m.Authorities, keyserver.HealthAuthority{
 		Issuer: req.Issuer, Audience: req.Audience, Name: req.Name, JWKSURL: req.JWKSURL,
 	}, key, m.Config.now())
 	if err != nil {
 		return nil, opError{err.Error()}
 	}
-	m.Publisher.InvalidateCache()
+	m.invalidateAuthorities()
 	return authorityAddResponse{Issuer: ha.Issuer, Created: created, Keys: len(ha.Keys)}, nil
 }
 
@@ -109,11 +121,11 @@ func opAppAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
 	if req.ID == "" || req.Authority == "" {
 		return nil, opError{"--id and --authority are required"}
 	}
-	app, err := keyserver.AddApp(ctx, m.DB, req.ID, req.Authority, req.Region)
+	app, err := keyserver.AddApp(ctx, m.Authorities, req.ID, req.Authority, req.Region)
 	if err != nil {
 		return nil, opError{err.Error()}
 	}
-	m.Publisher.InvalidateCache()
+	m.invalidateAuthorities()
 	return app, nil
 }
 
@@ -129,6 +141,9 @@ func registerOps(e *echo.Echo, m *Main) {
 		if err != nil {
 			return err
 		}
+		if role := opRole(c.Param("name")); role != "" && !m.runs(role) {
+			return c.JSON(http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("this server does not run the %s role (--roles %s); ask one that does", role, strings.Join(m.roles, ","))})
+		}
 		res, err := fn(c.Request().Context(), m, body)
 		if err != nil {
 			var oe opError
@@ -141,10 +156,50 @@ func registerOps(e *echo.Echo, m *Main) {
 	})
 }
 
+// opRole is the role whose services operation name needs, or "" when any
+// server can run it (authorities and apps live in the shared store).
+func opRole(name string) string {
+	switch {
+	case strings.HasPrefix(name, "realm."), strings.HasPrefix(name, "apikey."):
+		return RoleVerification
+	case strings.HasPrefix(name, "export."):
+		return RoleExporter
+	}
+	return ""
+}
+
+// opTarget is where operator commands go: the server running on a data
+// directory, or with none running, the store it uses.
+type opTarget struct {
+	dataDir   string
+	store     string
+	masterKey string
+}
+
+// targetFlags registers --data and --store on fs.
+func targetFlags(fs *flag.FlagSet) *opTarget {
+	t := &opTarget{}
+	fs.StringVar(&t.dataDir, "data", DefaultDataDir, "data directory of the server (its operator socket, or with no server running its store and keys)")
+	fs.StringVar(&t.store, "store", DefaultStore, "store the server uses, opened directly when no server runs: bolt or a Redis URL (see candor serve --help)")
+	fs.StringVar(&t.masterKey, "master-key", "", "with no server running: the master key file of the store's keysets (default <data>/master.key)")
+	return t
+}
+
+// call runs operation name on the target; see callOp.
+func (t *opTarget) call(ctx context.Context, name string, req, resp any) error {
+	return callOpStore(ctx, t.dataDir, t.store, t.masterKey, name, req, resp)
+}
+
 // callOp runs operation name with req against the server running on
-// dataDir, or directly on its store when no server runs, and decodes the
-// result into resp.
+// dataDir, or directly on its store when no server runs (the store named by
+// CANDOR_STORE, else the embedded one), and decodes the result into resp.
 func callOp(ctx context.Context, dataDir, name string, req, resp any) error {
+	return callOpStore(ctx, dataDir, os.Getenv(envName("store")), os.Getenv(envName("master-key")), name, req, resp)
+}
+
+// callOpStore is callOp with the store and master key to open when no
+// server runs.
+func callOpStore(ctx context.Context, dataDir, store, masterKey, name string, req, resp any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return err
@@ -152,7 +207,7 @@ func callOp(ctx context.Context, dataDir, name string, req, resp any) error {
 	sock := filepath.Join(dataDir, AdminSocketName)
 	out, err := callSocket(ctx, sock, name, body)
 	if errors.Is(err, errNoServer) {
-		out, err = callDirect(ctx, dataDir, name, body)
+		out, err = callDirect(ctx, dataDir, store, masterKey, name, body)
 	}
 	if err != nil {
 		return err
@@ -197,12 +252,19 @@ func callSocket(ctx context.Context, sock, name string, body []byte) ([]byte, er
 	return out, nil
 }
 
-func callDirect(ctx context.Context, dataDir, name string, body []byte) ([]byte, error) {
+func callDirect(ctx context.Context, dataDir, store, masterKey, name string, body []byte) ([]byte, error) {
 	fn, ok := opTable()[name]
 	if !ok {
 		return nil, fmt.Errorf("unknown operation %s", name)
 	}
-	m, err := NewMain(Config{DataDir: dataDir, LogLevel: "warn", LogFormat: "text"}, io.Discard)
+	cfg := Config{DataDir: dataDir, MasterKeyFile: masterKey, LogLevel: "warn", LogFormat: "text"}
+	cfg.Store = store
+	if store != "" && store != DefaultStore {
+		// The log of a shared store is the log process's: events of this
+		// command reach it through the outbox.
+		cfg.Roles = strings.Join([]string{RoleKeyServer, RoleVerification, RoleExporter}, ",")
+	}
+	m, err := NewMain(cfg, io.Discard)
 	if err != nil {
 		return nil, err
 	}

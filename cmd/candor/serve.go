@@ -25,7 +25,6 @@ import (
 	"github.com/candor-en/candor/internal/web"
 	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/keyset"
-	"github.com/candor-en/candor/storage/bolt"
 )
 
 // Config is the configuration of `candor serve`. Every field has a flag and
@@ -44,6 +43,7 @@ type Config struct {
 	RevisionKeyRotation time.Duration
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
+	SharedConfig
 	VerificationConfig
 	ExportConfig
 	TransparencyConfig
@@ -67,6 +67,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long in-flight requests may finish on SIGTERM")
 	fs.DurationVar(&c.JWKSInterval, "jwks-interval", DefaultJWKSInterval, "how often authorities' JWKS URLs are polled")
 	fs.DurationVar(&c.RevisionKeyRotation, "revision-key-rotation", DefaultRevisionKeyRotation, "how often the revision-token key rotates")
+	c.sharedFlags(fs)
 	c.verificationFlags(fs)
 	c.exportFlags(fs)
 	c.transparencyFlags(fs)
@@ -102,13 +103,15 @@ type Main struct {
 	Log      *slog.Logger
 	Registry *prometheus.Registry
 
-	DB        *bolt.DB
+	// The stores (see store.go): DB is the backend, bbolt or Redis.
+	storeParts
 	Master    tink.AEAD
 	Revision  *keyset.Ring
 	Publisher *keyserver.Publisher
 
 	// Each role keeps its parts in its own file.
 	verificationParts
+	uiParts
 	exportParts
 	transparencyParts
 
@@ -138,12 +141,24 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return err
 	}
 	e := web.NewEcho(m.Log, web.NewMetrics(m.Registry))
+	if err := m.setupRequestLimits(e); err != nil {
+		return err
+	}
 	e.GET("/health", m.health)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})))
-	keyserver.NewHandler(m.Publisher, m.Log, m.Registry).Register(e)
-	m.registerVerification(e)
-	m.registerExports(e)
-	m.registerTransparency(e)
+	if m.runs(RoleKeyServer) {
+		keyserver.NewHandler(m.Publisher, m.Log, m.Registry).Register(e)
+	}
+	if m.runs(RoleVerification) {
+		m.registerVerification(e)
+		m.registerUI(e)
+	}
+	if m.runs(RoleExporter) {
+		m.registerExports(e)
+	}
+	if m.runs(RoleLog) {
+		m.registerTransparency(e)
+	}
 
 	if m.http, err = web.Listen(m.Config.Addr, e); err != nil {
 		return err
@@ -161,44 +176,77 @@ func (m *Main) OpenServices(ctx context.Context) (err error) {
 	if cfg.MasterKeyFile == "" {
 		cfg.MasterKeyFile = filepath.Join(cfg.DataDir, "master.key")
 	}
-	m.DB, err = bolt.Open(cfg.DataDir, bolt.Options{})
-	if err != nil {
+	if m.roles, err = parseRoles(cfg.Roles); err != nil {
+		return err
+	}
+	if err := m.openStore(ctx); err != nil {
+		return err
+	}
+	if err := m.checkMasterKey(ctx); err != nil {
 		return err
 	}
 	m.Master, err = keyset.OpenMasterFile(cfg.MasterKeyFile)
 	if err != nil {
 		return fmt.Errorf("master key: %w", err)
 	}
-	// Revision tokens must open for as long as their keys can be revised:
-	// keys are accepted for 15 days, so retired keys are kept that long.
-	m.Revision, err = keyset.Open(ctx, m.DB, m.Master, "keyserver/revision-token", keyset.PurposeAEAD, keyset.Options{
-		RotateAfter: cfg.RevisionKeyRotation,
-		RetainFor:   keyserver.DefaultMaxIntervalAge + 24*time.Hour,
-		Now:         cfg.now,
-	})
-	if err != nil {
-		return fmt.Errorf("revision keys: %w", err)
-	}
-
 	m.Registry = prometheus.NewRegistry()
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.Publisher = keyserver.NewPublisher(m.DB, m.DB, m.Revision, keyserver.PublishOptions{
-		RevisionTokenMaxAge: keyserver.DefaultMaxIntervalAge,
-		Now:                 cfg.now,
-	})
+	// On a shared store, processes start one at a time: the first creates
+	// the keysets and secrets, the others load them.
+	return m.exclusive(ctx, startupLease, func() error { return m.openRoles(ctx) })
+}
+
+// openRoles builds the services of the roles this process runs.
+func (m *Main) openRoles(ctx context.Context) (err error) {
+	cfg := &m.Config
+	if err := m.openOutbox(ctx); err != nil {
+		return err
+	}
+	if m.runs(RoleKeyServer) {
+		// Revision tokens must open for as long as their keys can be
+		// revised: keys are accepted for 15 days, so retired keys are kept
+		// that long.
+		m.Revision, err = keyset.Open(ctx, m.Keysets, m.Master, "keyserver/revision-token", keyset.PurposeAEAD, keyset.Options{
+			RotateAfter: cfg.RevisionKeyRotation,
+			RetainFor:   keyserver.DefaultMaxIntervalAge + 24*time.Hour,
+			Now:         cfg.now,
+		})
+		if err != nil {
+			return fmt.Errorf("revision keys: %w", err)
+		}
+		m.Publisher = keyserver.NewPublisher(m.Exposures, m.Authorities, m.Revision, keyserver.PublishOptions{
+			RevisionTokenMaxAge: keyserver.DefaultMaxIntervalAge,
+			Now:                 cfg.now,
+		})
+	}
 	// The log opens first: the other roles record their data use in it.
-	if err := m.openTransparency(ctx); err != nil {
-		return err
+	if m.runs(RoleLog) {
+		if err := m.openTransparency(ctx); err != nil {
+			return err
+		}
 	}
-	if err := m.openVerification(ctx); err != nil {
-		return err
+	if m.runs(RoleVerification) {
+		if err := m.openVerification(ctx); err != nil {
+			return err
+		}
+		if err := m.openUI(ctx); err != nil {
+			return err
+		}
 	}
-	return m.openExports(ctx)
+	if m.runs(RoleExporter) {
+		return m.openExports(ctx)
+	}
+	return nil
 }
 
 func (m *Main) openAdminSocket() error {
 	sock := filepath.Join(m.Config.DataDir, AdminSocketName)
-	_ = os.Remove(sock) // a stale socket of a previous run; the store lock proves none runs now
+	if m.shared() {
+		if err := checkSocketFree(m.Config.DataDir); err != nil {
+			return err
+		}
+	}
+	_ = os.Remove(sock) // a stale socket of a previous run; the store lock (or checkSocketFree) proves none runs now
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return fmt.Errorf("admin socket: %w", err)
@@ -246,16 +294,30 @@ func (m *Main) Run(ctx context.Context) error {
 // background starts the periodic jobs: key rotation, JWKS polling, and the
 // roles' own jobs.
 func (m *Main) background(ctx context.Context) {
-	m.verificationBackground(ctx)
-	m.exportBackground(ctx)
-	m.transparencyBackground(ctx)
-	m.every(ctx, time.Hour, "revision key maintenance", func(ctx context.Context) error {
-		_, _, err := m.Revision.Maintain(ctx)
-		return err
+	if m.runs(RoleVerification) {
+		m.verificationBackground(ctx)
+		m.uiBackground(ctx)
+	}
+	if m.runs(RoleExporter) {
+		m.exportBackground(ctx)
+	}
+	if m.runs(RoleLog) {
+		m.transparencyBackground(ctx)
+		m.watchCheckpoint(ctx)
+	}
+	m.outboxBackground(ctx)
+	if !m.runs(RoleKeyServer) {
+		return
+	}
+	m.every(ctx, m.keyMaintenanceInterval(time.Hour), "revision key maintenance", func(ctx context.Context) error {
+		return m.exclusive(ctx, "keyserver/revision-token", func() error {
+			_, _, err := m.Revision.Maintain(ctx)
+			return err
+		})
 	})
 	client := &http.Client{Timeout: 30 * time.Second}
 	m.every(ctx, m.Config.JWKSInterval, "jwks sync", func(ctx context.Context) error {
-		changed, err := keyserver.SyncJWKS(ctx, m.DB, client, m.Config.now())
+		changed, err := keyserver.SyncJWKS(ctx, m.Authorities, client, m.Config.now())
 		if len(changed) > 0 {
 			m.Publisher.InvalidateCache()
 			m.Log.Info("jwks keys changed", "issuers", strings.Join(changed, ","))
@@ -302,7 +364,7 @@ func (m *Main) Close() error {
 
 func runServe(ctx context.Context, args []string, io IO) error {
 	var cfg Config
-	fs := newFlagSet("serve [flags]", "Run Candor: the key server (/v1/publish), health and metrics, on one port with embedded storage.", io.Err)
+	fs := newFlagSet("serve [flags]", "Run Candor: every role (key server, verification, exporter, transparency log), health and metrics on one port, with embedded storage in --data. To scale out, share state in Redis (--store) and run roles separately (--roles); see docs/SCALING.md.", io.Err)
 	cfg.flags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -315,20 +377,32 @@ func runServe(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	defer m.Close()
-	if err := m.ensureDemoRealm(ctx, io.Out); err != nil {
-		return err
-	}
-	if err := m.ensureDemoExport(ctx, io.Out); err != nil {
+	err = m.exclusive(ctx, startupLease, func() error {
+		if m.runs(RoleVerification) {
+			if err := m.ensureDemoRealm(ctx, io.Out); err != nil {
+				return err
+			}
+			if err := m.ensureFirstAdmin(ctx, io.Out); err != nil {
+				return err
+			}
+		}
+		if m.runs(RoleExporter) {
+			return m.ensureDemoExport(ctx, io.Out)
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	u := m.URL()
-	fmt.Fprintf(io.Out, "Candor is running (data in %s)\n", m.Config.DataDir)
+	fmt.Fprintf(io.Out, "Candor is running (data in %s, store %s, roles %s)\n", m.Config.DataDir, m.storeName(), strings.Join(m.roles, ","))
 	fmt.Fprintf(io.Out, "  key server publish:    %s/v1/publish\n", u)
 	fmt.Fprintf(io.Out, "  verification API:      %s/api/verify, /api/certificate, /api/issue …\n", u)
 	fmt.Fprintf(io.Out, "  realm public keys:     %s/jwks/{realm}\n", u)
 	fmt.Fprintf(io.Out, "  export files:          %s/exports/{root}/index.txt\n", u)
 	fmt.Fprintf(io.Out, "  transparency log:      %s/log/checkpoint\n", u)
 	fmt.Fprintf(io.Out, "  transparency page:     %s/transparency\n", u)
+	fmt.Fprintf(io.Out, "  health-worker UI:      %s/ui/\n", u)
 	fmt.Fprintf(io.Out, "  health, metrics:       %s/health, %s/metrics\n", u, u)
 	fmt.Fprintf(io.Out, "  operator socket:       %s\n", filepath.Join(m.Config.DataDir, AdminSocketName))
 	return m.Run(ctx)

@@ -17,7 +17,6 @@ import (
 	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/internal/web"
 	"github.com/candor-en/candor/keyserver"
-	"github.com/candor-en/candor/storage/bolt"
 	"github.com/candor-en/candor/verification"
 )
 
@@ -89,10 +88,10 @@ func (m *Main) openVerification(ctx context.Context) error {
 	if cfg.AppLink != "" && !strings.Contains(cfg.AppLink, "{code}") {
 		return usageError{fmt.Sprintf("--app-link %q: must contain {code}", cfg.AppLink)}
 	}
-	svc, err := verification.New(ctx, bolt.NewVerificationStore(m.DB), m.DB, m.Master, verification.Options{
+	svc, err := verification.New(ctx, m.VerificationStore, m.Keysets, m.Master, verification.Options{
 		Now:                    m.Config.now,
 		LinkBase:               m.publicURL,
-		Limiter:                verification.NewAttemptLimiter(cfg.VerifyFailureBurst, cfg.VerifyFailureInterval, m.Config.now),
+		Limiter:                m.failureLimiter(),
 		CertificateKeyRotation: cfg.CertificateKeyRotation,
 		TokenKeyRotation:       cfg.TokenKeyRotation,
 	})
@@ -133,8 +132,12 @@ func (m *Main) verificationBackground(ctx context.Context) {
 	if err := m.trustRealms(ctx); err != nil {
 		m.Log.Warn("verification realms: built-in trust", "err", err)
 	}
-	m.every(ctx, verificationKeyCheck, "verification key maintenance", func(ctx context.Context) error {
-		changed, err := m.Verification.MaintainKeys(ctx)
+	m.every(ctx, m.keyMaintenanceInterval(verificationKeyCheck), "verification key maintenance", func(ctx context.Context) error {
+		var changed []string
+		err := m.exclusive(ctx, "verification/keys", func() (err error) {
+			changed, err = m.Verification.MaintainKeys(ctx)
+			return err
+		})
 		for _, name := range changed {
 			r, rerr := m.Verification.Realm(ctx, name)
 			if rerr == nil {
@@ -166,7 +169,7 @@ func (m *Main) trustRealm(ctx context.Context, r *verification.Realm) error {
 		return err
 	}
 	known := map[string]bool{}
-	if ha, err := m.DB.HealthAuthority(ctx, r.CertificateIssuer); err == nil {
+	if ha, err := m.Authorities.HealthAuthority(ctx, r.CertificateIssuer); err == nil {
 		for _, k := range ha.Keys {
 			known[k.Version] = true
 		}
@@ -188,14 +191,14 @@ func (m *Main) trustRealm(ctx context.Context, r *verification.Realm) error {
 		added = append(added, nil) // update the audience and JWKS URL only
 	}
 	for _, k := range added {
-		if _, _, err := keyserver.AddAuthority(ctx, m.DB, ha, k, now); err != nil {
+		if _, _, err := keyserver.AddAuthority(ctx, m.Authorities, ha, k, now); err != nil {
 			return fmt.Errorf("trust realm %s: %w", r.Name, err)
 		}
 	}
-	if _, err := keyserver.AddApp(ctx, m.DB, r.AppID, r.CertificateIssuer, r.Region); err != nil {
+	if _, err := keyserver.AddApp(ctx, m.Authorities, r.AppID, r.CertificateIssuer, r.Region); err != nil {
 		return fmt.Errorf("trust realm %s: %w", r.Name, err)
 	}
-	m.Publisher.InvalidateCache()
+	m.invalidateAuthorities()
 	return nil
 }
 
@@ -632,7 +635,7 @@ func printRealm(w io.Writer, r realmInfo) {
 
 func adminRealmAdd(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin realm add", "Add a verification realm (a health authority that issues codes) and trust it in the built-in key server.", io.Err)
-	data := fs.String("data", "./data", "data directory of the server")
+	tgt := targetFlags(fs)
 	var req realmRequest
 	fs.StringVar(&req.Name, "name", "", "realm name: lower-case letters, digits, dashes")
 	fs.StringVar(&req.Region, "region", "", "region its uploads are exported under, e.g. US-WA")
@@ -642,7 +645,7 @@ func adminRealmAdd(ctx context.Context, args []string, io IO) error {
 	}
 	req.realmPolicy = pf.policy()
 	var resp realmInfo
-	if err := callOp(ctx, *data, "realm.add", req, &resp); err != nil {
+	if err := tgt.call(ctx, "realm.add", req, &resp); err != nil {
 		return err
 	}
 	printRealm(io.Out, resp)
@@ -651,7 +654,7 @@ func adminRealmAdd(ctx context.Context, args []string, io IO) error {
 
 func adminRealmSet(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin realm set", "Change a realm's policy; only the flags given change.", io.Err)
-	data := fs.String("data", "./data", "data directory of the server")
+	tgt := targetFlags(fs)
 	var req realmRequest
 	fs.StringVar(&req.Name, "name", "", "realm name")
 	pf := newPolicyFlags(fs, true)
@@ -660,7 +663,7 @@ func adminRealmSet(ctx context.Context, args []string, io IO) error {
 	}
 	req.realmPolicy = pf.policy()
 	var resp realmInfo
-	if err := callOp(ctx, *data, "realm.set", req, &resp); err != nil {
+	if err := tgt.call(ctx, "realm.set", req, &resp); err != nil {
 		return err
 	}
 	printRealm(io.Out, resp)
@@ -669,12 +672,12 @@ func adminRealmSet(ctx context.Context, args []string, io IO) error {
 
 func adminRealmList(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin realm list", "List the verification realms.", io.Err)
-	data := fs.String("data", "./data", "data directory of the server")
+	tgt := targetFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var resp []realmInfo
-	if err := callOp(ctx, *data, "realm.list", struct{}{}, &resp); err != nil {
+	if err := tgt.call(ctx, "realm.list", struct{}{}, &resp); err != nil {
 		return err
 	}
 	for _, r := range resp {
@@ -685,7 +688,7 @@ func adminRealmList(ctx context.Context, args []string, io IO) error {
 
 func adminRealmRotateKey(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin realm rotate-key", "Make a new certificate signing key primary for a realm. The old key stays published (JWKS) until its certificates have expired.", io.Err)
-	data := fs.String("data", "./data", "data directory of the server")
+	tgt := targetFlags(fs)
 	var req realmRequest
 	fs.StringVar(&req.Name, "name", "", "realm name")
 	if err := parseFlags(fs, args); err != nil {
@@ -695,7 +698,7 @@ func adminRealmRotateKey(ctx context.Context, args []string, io IO) error {
 		Realm string
 		Keys  []string
 	}
-	if err := callOp(ctx, *data, "realm.rotate-key", req, &resp); err != nil {
+	if err := tgt.call(ctx, "realm.rotate-key", req, &resp); err != nil {
 		return err
 	}
 	fmt.Fprintf(io.Out, "realm %s: certificate keys %s (the last is primary)\n", resp.Realm, strings.Join(resp.Keys, ", "))
@@ -704,7 +707,7 @@ func adminRealmRotateKey(ctx context.Context, args []string, io IO) error {
 
 func adminRealmStats(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin realm stats", "Print a realm's statistics per UTC day.", io.Err)
-	data := fs.String("data", "./data", "data directory of the server")
+	tgt := targetFlags(fs)
 	var req realmStatsRequest
 	fs.StringVar(&req.Name, "name", "", "realm name")
 	fs.IntVar(&req.Days, "days", 7, "how many UTC days up to today")
@@ -713,7 +716,7 @@ func adminRealmStats(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	var resp []verification.DayStats
-	if err := callOp(ctx, *data, "realm.stats", req, &resp); err != nil {
+	if err := tgt.call(ctx, "realm.stats", req, &resp); err != nil {
 		return err
 	}
 	if *asJSON {
@@ -729,7 +732,7 @@ func adminRealmStats(ctx context.Context, args []string, io IO) error {
 
 func adminAPIKeyAdd(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin apikey add", "Create an API key for a realm. Only the key is printed on stdout, and only this once: it is stored as a hash.", io.Err)
-	data := fs.String("data", "./data", "data directory of the server")
+	tgt := targetFlags(fs)
 	var req apiKeyRequest
 	fs.StringVar(&req.Realm, "realm", "", "realm name")
 	fs.StringVar(&req.Kind, "kind", "", "device (for the app: /api/verify, /api/certificate) or admin (for issuing: /api/issue, …)")
@@ -738,7 +741,7 @@ func adminAPIKeyAdd(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	var resp apiKeyInfo
-	if err := callOp(ctx, *data, "apikey.add", req, &resp); err != nil {
+	if err := tgt.call(ctx, "apikey.add", req, &resp); err != nil {
 		return err
 	}
 	fmt.Fprintln(io.Out, resp.Secret)
@@ -748,14 +751,14 @@ func adminAPIKeyAdd(ctx context.Context, args []string, io IO) error {
 
 func adminAPIKeyList(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin apikey list", "List a realm's API keys (never their secrets).", io.Err)
-	data := fs.String("data", "./data", "data directory of the server")
+	tgt := targetFlags(fs)
 	var req apiKeyRequest
 	fs.StringVar(&req.Realm, "realm", "", "realm name")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var resp []apiKeyInfo
-	if err := callOp(ctx, *data, "apikey.list", req, &resp); err != nil {
+	if err := tgt.call(ctx, "apikey.list", req, &resp); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(io.Out, 0, 0, 2, ' ', 0)
@@ -772,7 +775,7 @@ func adminAPIKeyList(ctx context.Context, args []string, io IO) error {
 
 func adminAPIKeyRevoke(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin apikey revoke", "Revoke a realm's API key at once.", io.Err)
-	data := fs.String("data", "./data", "data directory of the server")
+	tgt := targetFlags(fs)
 	var req apiKeyRequest
 	fs.StringVar(&req.Realm, "realm", "", "realm name")
 	fs.StringVar(&req.ID, "id", "", "key id, from `candor admin apikey list`")
@@ -780,7 +783,7 @@ func adminAPIKeyRevoke(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	var resp apiKeyInfo
-	if err := callOp(ctx, *data, "apikey.revoke", req, &resp); err != nil {
+	if err := tgt.call(ctx, "apikey.revoke", req, &resp); err != nil {
 		return err
 	}
 	fmt.Fprintf(io.Out, "API key %s of realm %s revoked\n", resp.ID, resp.Realm)

@@ -91,8 +91,8 @@ type ExposureSource interface {
 	DeleteExposuresCreatedBefore(ctx context.Context, cutoff time.Time) (int, error)
 }
 
-// Store is everything the exporter needs of storage; storage/bolt
-// implements it.
+// Store is everything the exporter needs of storage; storage/bolt and
+// storage/redis implement it.
 type Store interface {
 	ConfigStore
 	LeaseStore

@@ -55,6 +55,7 @@ var allBuckets = [][]byte{
 	bucketExportConfigs, bucketExportBatches, bucketExportBatchKeys, bucketExportLeases, bucketExportEvents,
 	bucketVerRealms, bucketVerAPIKeys, bucketVerCodes, bucketVerCodeHashes, bucketVerHashExpiry,
 	bucketVerCodeExpiry, bucketVerTokensUsed, bucketVerStats, bucketVerSecrets,
+	bucketAcctUsers, bucketAcctEmails, bucketAcctSessions, bucketAcctThrottle, bucketAcctAudit,
 }
 
 // Open opens (creating if needed) the store in dir.

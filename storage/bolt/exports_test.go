@@ -12,9 +12,9 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
-	"github.com/candor-en/candor/api/export"
 	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/keyserver/exporter"
+	"github.com/candor-en/candor/storage/storetest"
 )
 
 func openExportDB(t *testing.T) *DB {
@@ -29,191 +29,32 @@ func openExportDB(t *testing.T) *DB {
 
 var exportT0 = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 
-func TestExportLeases(t *testing.T) {
-	db := openExportDB(t)
-	ctx := context.Background()
-	ttl := 10 * time.Minute
-	if err := db.AcquireLease(ctx, "w1", "A", exportT0, ttl); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AcquireLease(ctx, "w1", "B", exportT0.Add(time.Minute), ttl); !errors.Is(err, exporter.ErrLeaseHeld) {
-		t.Fatalf("B while A holds: %v, want ErrLeaseHeld", err)
-	}
-	if err := db.AcquireLease(ctx, "w2", "B", exportT0, ttl); err != nil {
-		t.Fatalf("another lease: %v", err)
-	}
-	// The holder renews.
-	if err := db.AcquireLease(ctx, "w1", "A", exportT0.Add(5*time.Minute), ttl); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AcquireLease(ctx, "w1", "B", exportT0.Add(14*time.Minute), ttl); !errors.Is(err, exporter.ErrLeaseHeld) {
-		t.Fatalf("B before the renewed lease expired: %v", err)
-	}
-	// Expired: B takes it; A's late release does not free B's lease.
-	if err := db.AcquireLease(ctx, "w1", "B", exportT0.Add(15*time.Minute), ttl); err != nil {
-		t.Fatalf("B after expiry: %v", err)
-	}
-	if err := db.ReleaseLease(ctx, "w1", "A"); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AcquireLease(ctx, "w1", "C", exportT0.Add(16*time.Minute), ttl); !errors.Is(err, exporter.ErrLeaseHeld) {
-		t.Fatalf("A's release freed B's lease: %v", err)
-	}
-	if err := db.ReleaseLease(ctx, "w1", "B"); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AcquireLease(ctx, "w1", "C", exportT0.Add(16*time.Minute), ttl); err != nil {
-		t.Fatalf("after B released: %v", err)
-	}
+// The export store's contract is the conformance suite in storage/storetest.
+func TestExportConformance(t *testing.T) {
+	storetest.TestExportStore(t, func(t *testing.T) storetest.ExportStore { return openExportDB(t) })
 }
 
-func testBatch(start time.Time) *exporter.Batch {
-	return &exporter.Batch{
-		Root: "r", Start: start, End: start.Add(time.Hour), Keys: 3, PaddingKeys: 997,
-		SignatureInfos: []export.SignatureInfo{{KeyID: "310", KeyVersion: "v1"}},
-		Files:          []exporter.FileRecord{{Name: "x.zip", Num: 1, ZipSHA256: exporter.Digest{1, 2}, BinSHA256: exporter.Digest{3}, Size: 99, Keys: 1000, Signatures: [][]byte{{0x30, 1}}}},
-		Padding:        []byte("padding"), Revised: []byte("revised"), Created: start.Add(2 * time.Hour),
-	}
-}
-
-func TestExportBatches(t *testing.T) {
+// DeleteBatches also removes the batches' padding records.
+func TestDeleteBatchesRemovesKeys(t *testing.T) {
 	db := openExportDB(t)
 	ctx := context.Background()
 	for h := range 3 {
-		b := testBatch(exportT0.Add(time.Duration(h) * time.Hour))
-		lease := "lease-" + b.Start.Format(time.RFC3339)
-		if err := db.AcquireLease(ctx, lease, "A", exportT0, time.Hour); err != nil {
+		b := &exporter.Batch{Root: "r", Start: exportT0.Add(time.Duration(h) * time.Hour), End: exportT0.Add(time.Duration(h+1) * time.Hour), Padding: []byte("p")}
+		if err := db.CompleteBatch(ctx, b, "l", "A", nil); err != nil {
 			t.Fatal(err)
 		}
-		ev := []exporter.Event{{FilePublished: &exporter.FilePublished{Name: b.Files[0].Name, Start: b.Start}}}
-		if err := db.CompleteBatch(ctx, b, lease, "A", ev); err != nil {
-			t.Fatal(err)
-		}
-		// The lease is released with the record.
-		if err := db.AcquireLease(ctx, lease, "B", exportT0, time.Hour); err != nil {
-			t.Fatalf("lease not released by CompleteBatch: %v", err)
-		}
-		// Recording it again, or without the lease, fails.
-		if err := db.CompleteBatch(ctx, b, lease, "A", nil); !errors.Is(err, exporter.ErrLeaseLost) {
-			t.Fatalf("complete without the lease: %v", err)
-		}
-		if err := db.CompleteBatch(ctx, b, lease, "B", nil); !errors.Is(err, exporter.ErrLeaseLost) {
-			t.Fatalf("complete twice: %v", err)
-		}
 	}
-	full, err := db.Batch(ctx, "r", exportT0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := testBatch(exportT0); !reflect.DeepEqual(full, want) {
-		t.Errorf("Batch = %+v\nwant %+v", full, want)
-	}
-	if _, err := db.Batch(ctx, "r", exportT0.Add(-time.Hour)); !errors.Is(err, keyserver.ErrNotFound) {
-		t.Errorf("missing batch: %v", err)
-	}
-	if _, err := db.Batch(ctx, "other", exportT0); !errors.Is(err, keyserver.ErrNotFound) {
-		t.Errorf("batch of another root: %v", err)
-	}
-	list, err := db.Batches(ctx, "r")
-	if err != nil || len(list) != 3 {
-		t.Fatalf("Batches: %d, %v", len(list), err)
-	}
-	for i, b := range list {
-		if !b.Start.Equal(exportT0.Add(time.Duration(i)*time.Hour)) || b.Padding != nil || b.Revised != nil || b.Files[0].Name != "x.zip" {
-			t.Errorf("summary %d: %+v", i, b)
-		}
-	}
-	if l, _ := db.Batches(ctx, "r2"); len(l) != 0 {
-		t.Errorf("root r2 sees %d batches of r", len(l))
-	}
-	// A lease that expired but nobody took is still the owner's.
-	b := testBatch(exportT0.Add(10 * time.Hour))
-	if err := db.CompleteBatch(ctx, b, "never-acquired", "A", nil); err != nil {
-		t.Errorf("complete with an absent lease: %v", err)
-	}
-
-	gone, err := db.DeleteBatches(ctx, "r", exportT0.Add(2*time.Hour))
-	if err != nil || len(gone) != 2 {
+	if gone, err := db.DeleteBatches(ctx, "r", exportT0.Add(2*time.Hour)); err != nil || len(gone) != 2 {
 		t.Fatalf("DeleteBatches: %d, %v", len(gone), err)
 	}
-	list, _ = db.Batches(ctx, "r")
-	if len(list) != 2 || !list[0].Start.Equal(exportT0.Add(2*time.Hour)) {
-		t.Errorf("left: %+v", list)
-	}
-	err = db.db.View(func(tx *bbolt.Tx) error {
-		if n := tx.Bucket(bucketExportBatchKeys).Stats().KeyN; n != 2 {
-			t.Errorf("%d padding records left, want 2", n)
+	err := db.db.View(func(tx *bbolt.Tx) error {
+		if n := tx.Bucket(bucketExportBatchKeys).Stats().KeyN; n != 1 {
+			t.Errorf("%d padding records left, want 1", n)
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-
-	// The events of the three batches wait in order.
-	evs, err := db.PendingEvents(ctx, 10)
-	if err != nil || len(evs) != 3 {
-		t.Fatalf("PendingEvents: %d, %v", len(evs), err)
-	}
-	for i, ev := range evs {
-		if ev.ID == 0 || (i > 0 && ev.ID <= evs[i-1].ID) || !ev.FilePublished.Start.Equal(exportT0.Add(time.Duration(i)*time.Hour)) {
-			t.Errorf("event %d: %+v", i, ev)
-		}
-	}
-	if err := db.AppendEvents(ctx, []exporter.Event{{Retention: &exporter.RetentionResult{KeysRemoved: 4}}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AckEvent(ctx, evs[0].ID); err != nil {
-		t.Fatal(err)
-	}
-	evs, _ = db.PendingEvents(ctx, 2)
-	if len(evs) != 2 || evs[0].FilePublished == nil || !evs[0].FilePublished.Start.Equal(exportT0.Add(time.Hour)) {
-		t.Errorf("after ack: %+v", evs)
-	}
-	evs, _ = db.PendingEvents(ctx, 10)
-	if last := evs[len(evs)-1]; last.Retention == nil || last.Retention.KeysRemoved != 4 {
-		t.Errorf("retention event %+v", last)
-	}
-}
-
-func TestExportConfigs(t *testing.T) {
-	db := openExportDB(t)
-	ctx := context.Background()
-	if _, err := db.ExportConfig(ctx, "b"); !errors.Is(err, keyserver.ErrNotFound) {
-		t.Fatalf("missing config: %v", err)
-	}
-	for _, root := range []string{"b", "a"} {
-		_, err := db.UpdateExportConfig(ctx, root, func(cur *exporter.Config) (*exporter.Config, error) {
-			if cur != nil {
-				t.Errorf("%s exists before creation", root)
-			}
-			return &exporter.Config{Root: root, Region: "R", Period: time.Hour}, nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	boom := errors.New("refused")
-	if _, err := db.UpdateExportConfig(ctx, "a", func(cur *exporter.Config) (*exporter.Config, error) {
-		if cur == nil || cur.Period != time.Hour {
-			t.Errorf("update sees %+v", cur)
-		}
-		return nil, boom
-	}); !errors.Is(err, boom) {
-		t.Errorf("failing update: %v", err)
-	}
-	if _, err := db.UpdateExportConfig(ctx, "a", func(cur *exporter.Config) (*exporter.Config, error) {
-		return &exporter.Config{Root: "z"}, nil
-	}); err == nil {
-		t.Error("an update renaming the root was accepted")
-	}
-	list, err := db.ExportConfigs(ctx)
-	if err != nil || len(list) != 2 || list[0].Root != "a" || list[1].Root != "b" {
-		t.Fatalf("ExportConfigs: %+v, %v", list, err)
-	}
-	c, err := db.ExportConfig(ctx, "a")
-	if err != nil || c.Region != "R" {
-		t.Errorf("ExportConfig: %+v %v", c, err)
 	}
 }
 

@@ -1,0 +1,354 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/candor-en/candor/internal/web"
+	"github.com/candor-en/candor/keyset"
+	"github.com/candor-en/candor/ui"
+	"github.com/candor-en/candor/verification"
+	"github.com/candor-en/candor/verification/account"
+)
+
+// The health workers' web UI (/ui/) runs with the verification role: its
+// accounts (users, sessions, the audit list) live in the configured store,
+// so sessions work across replicas.
+
+// FirstAdminEmail is the sign-in name of the account created on the first
+// start, which prints its one-time password.
+const FirstAdminEmail = "admin@localhost"
+
+// uiCleanupInterval is how often expired sessions and old audit entries
+// are removed.
+const uiCleanupInterval = 5 * time.Minute
+
+// uiParts are the UI's pieces of Main.
+type uiParts struct {
+	Accounts  *account.Service
+	uiHandler *ui.Handler
+}
+
+// openUI builds the account service (TOTP secrets sealed by the
+// "ui/totp-secrets" keyset) and the UI handler. It needs the verification
+// service: call it after openVerification.
+func (m *Main) openUI(ctx context.Context) error {
+	ring, err := keyset.Open(ctx, m.Keysets, m.Master, "ui/totp-secrets", keyset.PurposeAEAD, keyset.Options{Now: m.Config.now})
+	if err != nil {
+		return fmt.Errorf("ui: TOTP keyset: %w", err)
+	}
+	aead, err := ring.AEAD()
+	if err != nil {
+		return fmt.Errorf("ui: TOTP keyset: %w", err)
+	}
+	accts, err := account.New(m.AccountStore, account.Options{Now: m.Config.now, Sealer: aead})
+	if err != nil {
+		return fmt.Errorf("ui: accounts: %w", err)
+	}
+	h, err := ui.New(ui.Options{
+		Accounts: accts, Verification: m.Verification, Log: m.Log, Now: m.Config.now,
+		SecureCookies: strings.HasPrefix(m.Config.PublicURL, "https://"),
+		AddRealm:      m.addRealm,
+		RealmChanged:  m.trustRealm,
+	})
+	if err != nil {
+		return err
+	}
+	m.Accounts, m.uiHandler = accts, h
+	return nil
+}
+
+// registerUI adds the /ui/ routes.
+func (m *Main) registerUI(e *echo.Echo) { m.uiHandler.Register(e) }
+
+// uiBackground removes expired sessions and audit entries past retention.
+func (m *Main) uiBackground(ctx context.Context) {
+	m.every(ctx, uiCleanupInterval, "ui accounts cleanup", func(ctx context.Context) error {
+		_, _, err := m.Accounts.Cleanup(ctx)
+		return err
+	})
+}
+
+// ensureFirstAdmin creates, when no account exists, the account
+// FirstAdminEmail — a system admin and an admin of every realm there is
+// (the demo realm on a first start) — and prints where to sign in and its
+// one-time password, shown this once.
+func (m *Main) ensureFirstAdmin(ctx context.Context, out io.Writer) error {
+	exists, err := m.Accounts.HasUsers(ctx)
+	if err != nil || exists {
+		return err
+	}
+	u, otp, err := m.Accounts.AddUser(ctx, account.Operator(), account.NewUser{Email: FirstAdminEmail, Name: "First admin", System: true})
+	if err != nil {
+		return fmt.Errorf("first admin account: %w", err)
+	}
+	realms, err := m.Verification.Realms(ctx)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, r := range realms {
+		if _, _, err := m.Accounts.AddUser(ctx, account.Operator(), account.NewUser{Email: u.Email, Realm: r.Name, Role: account.RoleAdmin}); err != nil {
+			return fmt.Errorf("first admin account: %w", err)
+		}
+		names = append(names, r.Name)
+	}
+	fmt.Fprintf(out, "First start: created the web UI account %s (system admin", u.Email)
+	if len(names) > 0 {
+		fmt.Fprintf(out, ", admin of realm %s", strings.Join(names, ", "))
+	}
+	fmt.Fprintf(out, ").\nSign in at %s/ui/ with this one-time password, shown only now; you then choose your own:\n", m.publicURL())
+	fmt.Fprintf(out, "  email:     %s\n  password:  %s\n", u.Email, otp)
+	fmt.Fprintf(out, "More accounts: in the UI (Users), or candor admin user add --realm demo --email … --role worker\n")
+	return nil
+}
+
+// ---- Operator commands ----
+
+func uiOps() map[string]opFunc {
+	return map[string]opFunc{
+		"user.add":            opUserAdd,
+		"user.list":           opUserList,
+		"user.reset-password": opUserResetPassword,
+		"user.disable":        opUserDisable,
+		"user.enable":         opUserDisable,
+	}
+}
+
+type userRequest struct {
+	Email string `json:"email"`
+	Name  string `json:"name,omitempty"`
+	Realm string `json:"realm,omitempty"`
+	Role  string `json:"role,omitempty"`
+	// Disable is set by user.disable, cleared by user.enable.
+	Disable bool `json:"disable,omitempty"`
+}
+
+// userInfo is a user as operator commands show it: never a hash or secret.
+type userInfo struct {
+	Email      string            `json:"email"`
+	Name       string            `json:"name,omitempty"`
+	Realms     map[string]string `json:"realms,omitempty"`
+	System     bool              `json:"system,omitempty"`
+	Disabled   bool              `json:"disabled,omitempty"`
+	MustChange bool              `json:"mustChangePassword,omitempty"`
+	TOTP       bool              `json:"totp,omitempty"`
+	// Password is a one-time password, set only by user.add (for a new
+	// user) and user.reset-password.
+	Password string `json:"password,omitempty"`
+}
+
+func newUserInfo(u *account.User) userInfo {
+	info := userInfo{Email: u.Email, Name: u.Name, System: u.System, Disabled: u.Disabled, MustChange: u.MustChangePassword, TOTP: u.HasTOTP()}
+	if len(u.Realms) > 0 {
+		info.Realms = map[string]string{}
+		for r, role := range u.Realms {
+			info.Realms[r] = string(role)
+		}
+	}
+	return info
+}
+
+// accountOpError turns the account service's errors the operator can fix
+// into opErrors.
+func accountOpError(err error) error {
+	var ie *account.InputError
+	if errors.As(err, &ie) || errors.Is(err, account.ErrNotFound) || errors.Is(err, account.ErrForbidden) {
+		return opError{err.Error()}
+	}
+	return err
+}
+
+func opUserAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req userRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	nu := account.NewUser{Email: req.Email, Name: req.Name}
+	switch req.Role {
+	case "system":
+		nu.System = true
+	case string(account.RoleWorker), string(account.RoleAdmin):
+		if req.Realm == "" {
+			return nil, opError{"--realm is required for the worker and admin roles"}
+		}
+		if _, err := m.Verification.Realm(ctx, req.Realm); err != nil {
+			if errors.Is(err, verification.ErrNotFound) {
+				return nil, opError{fmt.Sprintf("there is no realm %s", req.Realm)}
+			}
+			return nil, err
+		}
+		nu.Realm, nu.Role = req.Realm, account.Role(req.Role)
+	default:
+		return nil, opError{"--role: want worker, admin or system"}
+	}
+	u, otp, err := m.Accounts.AddUser(ctx, account.Operator(), nu)
+	if err != nil {
+		return nil, accountOpError(err)
+	}
+	info := newUserInfo(u)
+	info.Password = otp
+	return info, nil
+}
+
+func opUserList(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req userRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	users, err := m.Accounts.AllUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []userInfo{}
+	for _, u := range users {
+		if _, ok := u.Realms[req.Realm]; req.Realm == "" || ok {
+			out = append(out, newUserInfo(u))
+		}
+	}
+	return out, nil
+}
+
+func opUserResetPassword(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req userRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	u, otp, err := m.Accounts.ResetPasswordByEmail(ctx, req.Email)
+	if err != nil {
+		return nil, accountOpError(err)
+	}
+	info := newUserInfo(u)
+	info.Password = otp
+	return info, nil
+}
+
+func opUserDisable(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
+	var req userRequest
+	if err := web.UnmarshalStrict(raw, &req); err != nil {
+		return nil, opError{err.Error()}
+	}
+	u, err := m.Accounts.SetDisabledByEmail(ctx, req.Email, req.Disable)
+	if err != nil {
+		return nil, accountOpError(err)
+	}
+	return newUserInfo(u), nil
+}
+
+// ---- `candor admin user …` ----
+
+func uiAdminCommands() map[string]adminCommand {
+	return map[string]adminCommand{
+		"user add":            adminUserAdd,
+		"user list":           adminUserList,
+		"user reset-password": adminUserResetPassword,
+		"user disable":        func(ctx context.Context, args []string, io IO) error { return adminUserDisable(ctx, args, io, true) },
+		"user enable":         func(ctx context.Context, args []string, io IO) error { return adminUserDisable(ctx, args, io, false) },
+	}
+}
+
+func adminUserAdd(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin user add", "Add a web UI account to a realm (or a system admin). A new account's one-time password is printed alone on stdout, only this once; at first sign-in the user chooses their own.", io.Err)
+	tgt := targetFlags(fs)
+	var req userRequest
+	fs.StringVar(&req.Email, "email", "", "email address, the sign-in name")
+	fs.StringVar(&req.Name, "name", "", "the person's name (optional)")
+	fs.StringVar(&req.Realm, "realm", "", "realm the user works in (not for --role system)")
+	fs.StringVar(&req.Role, "role", "", "worker (issues and checks codes), admin (also users, API keys, policy, statistics) or system (manages realms; admin everywhere)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var resp userInfo
+	if err := tgt.call(ctx, "user.add", req, &resp); err != nil {
+		return err
+	}
+	if resp.Password == "" {
+		fmt.Fprintf(io.Err, "%s already had an account and keeps their password; added as %s\n", resp.Email, req.Role)
+		return nil
+	}
+	fmt.Fprintln(io.Out, resp.Password)
+	fmt.Fprintf(io.Err, "account %s created (%s); its one-time password is shown only this once\n", resp.Email, req.Role)
+	return nil
+}
+
+func adminUserList(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin user list", "List the web UI accounts (all, or a realm's).", io.Err)
+	tgt := targetFlags(fs)
+	var req userRequest
+	fs.StringVar(&req.Realm, "realm", "", "only this realm's users")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var resp []userInfo
+	if err := tgt.call(ctx, "user.list", req, &resp); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(io.Out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "email\tname\troles\tstatus")
+	for _, u := range resp {
+		var roles []string
+		if u.System {
+			roles = append(roles, "system")
+		}
+		for r, role := range u.Realms {
+			roles = append(roles, r+":"+role)
+		}
+		status := "active"
+		switch {
+		case u.Disabled:
+			status = "disabled"
+		case u.MustChange:
+			status = "one-time password"
+		}
+		if u.TOTP {
+			status += ", TOTP"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Email, u.Name, strings.Join(roles, ","), status)
+	}
+	return tw.Flush()
+}
+
+func adminUserResetPassword(ctx context.Context, args []string, io IO) error {
+	fs := newFlagSet("admin user reset-password", "Give a web UI account a new one-time password (printed alone on stdout), remove its second factor and sign it out everywhere.", io.Err)
+	tgt := targetFlags(fs)
+	var req userRequest
+	fs.StringVar(&req.Email, "email", "", "email address of the account")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var resp userInfo
+	if err := tgt.call(ctx, "user.reset-password", req, &resp); err != nil {
+		return err
+	}
+	fmt.Fprintln(io.Out, resp.Password)
+	fmt.Fprintf(io.Err, "password of %s reset; the one-time password is shown only this once\n", resp.Email)
+	return nil
+}
+
+func adminUserDisable(ctx context.Context, args []string, io IO, disable bool) error {
+	verb, op := "enable", "user.enable"
+	if disable {
+		verb, op = "disable", "user.disable"
+	}
+	fs := newFlagSet("admin user "+verb, "Disable (and sign out everywhere) or enable a web UI account.", io.Err)
+	tgt := targetFlags(fs)
+	req := userRequest{Disable: disable}
+	fs.StringVar(&req.Email, "email", "", "email address of the account")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var resp userInfo
+	if err := tgt.call(ctx, op, req, &resp); err != nil {
+		return err
+	}
+	fmt.Fprintf(io.Out, "account %s %sd\n", resp.Email, verb)
+	return nil
+}

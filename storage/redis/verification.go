@@ -1,0 +1,1002 @@
+package redis
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/candor-en/candor/verification"
+)
+
+// Verification key names. Realms, API keys and sealed secrets share the tag
+// {ver}; everything of one realm's codes, tokens and statistics shares the
+// tag {vr:<realm>}, so that issuing, claiming and expiring a code — which
+// touch its record, the hash index, the expiry indexes and the day's
+// counts — are single Lua scripts on one slot, on a cluster too.
+//
+//	<prefix>:{ver}:realms              hash: name → Realm JSON
+//	<prefix>:{ver}:apikeys             hash: hex key hash → APIKey JSON
+//	<prefix>:{ver}:secrets             hash: name → sealed blob
+//	<prefix>:{ver}:vrealms             set: realms that have codes, tokens or counts
+//	<prefix>:{vr:R}:code:<uuid>        hash: the code record (see codeRecord)
+//	<prefix>:{vr:R}:hashes             hash: hex code hash → "<kind>:<uuid>"
+//	<prefix>:{vr:R}:hashexp            sorted set: "<kind>:<uuid>:<hex hash>" by expiry (µs)
+//	<prefix>:{vr:R}:codeexp            sorted set: uuid by long expiry (µs)
+//	<prefix>:{vr:R}:tokens             sorted set: used token jti by expiry (µs)
+//	<prefix>:{vr:R}:stats:<YYYY-MM-DD> hash: counter → count
+//	<prefix>:{vr:R}:statdays           sorted set: days with counts, by day number
+//
+// A code record is a hash, not one JSON document, so that the scripts can
+// read and change its mutable parts: j (the Code as issued, JSON), exp and
+// lexp (expiry times), clm (claim time, when claimed), sh and lh (hex
+// hashes still indexed, empty once removed). Times the scripts compare are
+// 20-digit zero-padded Unix nanoseconds, whose string order is their time
+// order. Sorted-set scores are Unix microseconds (exact in a float64); the
+// scripts recheck the exact times.
+//
+// Redis TTLs back up the cleanup: a code record expires recordGrace after
+// its long code, a realm's used-token set tokenGrace after its last token,
+// even if RemoveExpiredCodes and RemoveExpiredTokens never run.
+
+const (
+	recordGrace = 7 * 24 * time.Hour
+	tokenGrace  = 24 * time.Hour
+	// cleanupChunk bounds the entries one cleanup round trip handles.
+	cleanupChunk = 1000
+)
+
+var _ verification.Store = (*VerificationStore)(nil)
+
+// VerificationStore implements verification.Store on Redis.
+type VerificationStore struct {
+	s *Store
+
+	mu    sync.Mutex
+	known map[string]bool // realms already in the vrealms set
+}
+
+// NewVerificationStore returns the verification store on s.
+func NewVerificationStore(s *Store) *VerificationStore {
+	return &VerificationStore{s: s, known: map[string]bool{}}
+}
+
+func (v *VerificationStore) verKey(name string) string { return v.s.prefix + ":{ver}:" + name }
+func (v *VerificationStore) realmKey(realm, name string) string {
+	return v.s.prefix + ":{vr:" + realm + "}:" + name
+}
+func (v *VerificationStore) codeKey(realm, uuid string) string {
+	return v.realmKey(realm, "code:"+uuid)
+}
+func (v *VerificationStore) statsKey(realm string, day time.Time) string {
+	return v.realmKey(realm, "stats:"+verification.UTCDay(day))
+}
+
+// dayNumber is the number of days from 1970-01-01 to t's UTC day.
+func dayNumber(t time.Time) int64 {
+	u := t.UTC().Unix()
+	if u < 0 {
+		return (u - 86399) / 86400
+	}
+	return u / 86400
+}
+
+// nsString is t as 20-digit zero-padded Unix nanoseconds (0 before 1970).
+func nsString(t time.Time) string {
+	n := t.UnixNano()
+	if n < 0 || t.Before(time.Unix(0, 0)) {
+		n = 0
+	}
+	return fmt.Sprintf("%020d", n)
+}
+
+func parseNS(s string) (time.Time, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("time %q: %w", s, err)
+	}
+	return time.Unix(0, n).UTC(), nil
+}
+
+// usScore is t in Unix microseconds, rounded down.
+func usScore(t time.Time) float64 { return float64(t.UnixMicro()) }
+
+// usBefore is the exclusive sorted-set bound "(n" that admits every score
+// of a time before t: t in microseconds, rounded up.
+func usBefore(t time.Time) string {
+	us := t.UnixMicro()
+	if t.Sub(time.UnixMicro(us)) > 0 {
+		us++
+	}
+	return "(" + strconv.FormatInt(us, 10)
+}
+
+// beforeEpoch reports whether nothing can be stored before t.
+func beforeEpoch(t time.Time) bool { return !t.After(time.Unix(0, 0)) }
+
+// register adds realm to the set of realms that cleanup visits. It runs
+// before the realm's first write, outside that write's script (another
+// slot); an extra member for a write that then fails is harmless.
+func (v *VerificationStore) register(ctx context.Context, realm string) error {
+	v.mu.Lock()
+	ok := v.known[realm]
+	v.mu.Unlock()
+	if ok {
+		return nil
+	}
+	if err := v.s.rdb.SAdd(ctx, v.verKey("vrealms"), realm).Err(); err != nil {
+		return fmt.Errorf("register realm %q: %w", realm, err)
+	}
+	v.mu.Lock()
+	v.known[realm] = true
+	v.mu.Unlock()
+	return nil
+}
+
+// ---- Realms ----
+
+// CreateRealm implements verification.RealmStore.
+func (v *VerificationStore) CreateRealm(ctx context.Context, r *verification.Realm) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("create realm %q: %w", r.Name, err)
+	}
+	ok, err := v.s.rdb.HSetNX(ctx, v.verKey("realms"), r.Name, b).Result()
+	if err != nil {
+		return fmt.Errorf("create realm %q: %w", r.Name, err)
+	}
+	if !ok {
+		return fmt.Errorf("create realm %q: %w", r.Name, verification.ErrExists)
+	}
+	return v.s.wait(ctx)
+}
+
+// UpdateRealm implements verification.RealmStore with an optimistic
+// transaction on the realms hash.
+func (v *VerificationStore) UpdateRealm(ctx context.Context, name string, fn func(*verification.Realm) error) (*verification.Realm, error) {
+	key := v.verKey("realms")
+	var out *verification.Realm
+	txf := func(tx *goredis.Tx) error {
+		b, err := tx.HGet(ctx, key, name).Bytes()
+		if isNil(err) {
+			return verification.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		var r verification.Realm
+		if err := json.Unmarshal(b, &r); err != nil {
+			return err
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+		nb, err := json.Marshal(&r)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			p.HSet(ctx, key, name, nb)
+			return nil
+		}); err != nil {
+			return err
+		}
+		out = &r
+		return nil
+	}
+	if err := v.s.watchRetry(ctx, txf, key); err != nil {
+		return nil, fmt.Errorf("update realm %q: %w", name, err)
+	}
+	if err := v.s.wait(ctx); err != nil {
+		return nil, fmt.Errorf("update realm %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// Realm implements verification.RealmStore.
+func (v *VerificationStore) Realm(ctx context.Context, name string) (*verification.Realm, error) {
+	b, err := v.s.rdb.HGet(ctx, v.verKey("realms"), name).Bytes()
+	if isNil(err) {
+		err = verification.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("realm %q: %w", name, err)
+	}
+	var r verification.Realm
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("realm %q: %w", name, err)
+	}
+	return &r, nil
+}
+
+// Realms implements verification.RealmStore.
+func (v *VerificationStore) Realms(ctx context.Context) ([]*verification.Realm, error) {
+	all, err := v.s.rdb.HGetAll(ctx, v.verKey("realms")).Result()
+	if err != nil {
+		return nil, fmt.Errorf("realms: %w", err)
+	}
+	names := sortedKeys(all)
+	out := make([]*verification.Realm, 0, len(names))
+	for _, n := range names {
+		var r verification.Realm
+		if err := json.Unmarshal([]byte(all[n]), &r); err != nil {
+			return nil, fmt.Errorf("realm %q: %w", n, err)
+		}
+		out = append(out, &r)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// ---- API keys ----
+
+// CreateAPIKey implements verification.APIKeyStore.
+func (v *VerificationStore) CreateAPIKey(ctx context.Context, k *verification.APIKey) error {
+	b, err := json.Marshal(k)
+	if err != nil {
+		return fmt.Errorf("create API key %s: %w", k.ID, err)
+	}
+	ok, err := v.s.rdb.HSetNX(ctx, v.verKey("apikeys"), hex.EncodeToString(k.Hash[:]), b).Result()
+	if err != nil {
+		return fmt.Errorf("create API key %s: %w", k.ID, err)
+	}
+	if !ok {
+		return fmt.Errorf("create API key %s: %w", k.ID, verification.ErrExists)
+	}
+	return v.s.wait(ctx)
+}
+
+// APIKey implements verification.APIKeyStore.
+func (v *VerificationStore) APIKey(ctx context.Context, h verification.Hash) (*verification.APIKey, error) {
+	b, err := v.s.rdb.HGet(ctx, v.verKey("apikeys"), hex.EncodeToString(h[:])).Bytes()
+	if isNil(err) {
+		err = verification.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("API key: %w", err)
+	}
+	var k verification.APIKey
+	if err := json.Unmarshal(b, &k); err != nil {
+		return nil, fmt.Errorf("API key: %w", err)
+	}
+	return &k, nil
+}
+
+// APIKeys implements verification.APIKeyStore.
+func (v *VerificationStore) APIKeys(ctx context.Context, realm string) ([]*verification.APIKey, error) {
+	all, err := v.s.rdb.HGetAll(ctx, v.verKey("apikeys")).Result()
+	if err != nil {
+		return nil, fmt.Errorf("API keys of %s: %w", realm, err)
+	}
+	var out []*verification.APIKey
+	for _, h := range sortedKeys(all) {
+		var k verification.APIKey
+		if err := json.Unmarshal([]byte(all[h]), &k); err != nil {
+			return nil, fmt.Errorf("API key %s: %w", h, err)
+		}
+		if k.Realm == realm {
+			out = append(out, &k)
+		}
+	}
+	return out, nil
+}
+
+// RevokeAPIKey implements verification.APIKeyStore.
+func (v *VerificationStore) RevokeAPIKey(ctx context.Context, realm, id string, at time.Time) (*verification.APIKey, error) {
+	key := v.verKey("apikeys")
+	var out *verification.APIKey
+	txf := func(tx *goredis.Tx) error {
+		all, err := tx.HGetAll(ctx, key).Result()
+		if err != nil {
+			return err
+		}
+		for _, h := range sortedKeys(all) {
+			var k verification.APIKey
+			if err := json.Unmarshal([]byte(all[h]), &k); err != nil {
+				return fmt.Errorf("API key %s: %w", h, err)
+			}
+			if k.Realm != realm || k.ID != id {
+				continue
+			}
+			if k.RevokedAt.IsZero() {
+				k.RevokedAt = at
+			}
+			b, err := json.Marshal(&k)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+				p.HSet(ctx, key, h, b)
+				return nil
+			}); err != nil {
+				return err
+			}
+			out = &k
+			return nil
+		}
+		return verification.ErrNotFound
+	}
+	if err := v.s.watchRetry(ctx, txf, key); err != nil {
+		return nil, fmt.Errorf("revoke API key %s: %w", id, err)
+	}
+	if err := v.s.wait(ctx); err != nil {
+		return nil, fmt.Errorf("revoke API key %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// ---- Codes ----
+
+func hashHex(h verification.Hash) string {
+	if h == (verification.Hash{}) {
+		return ""
+	}
+	return hex.EncodeToString(h[:])
+}
+
+// decodeCode builds a Code from its record's fields (HGETALL).
+func decodeCode(f map[string]string) (*verification.Code, error) {
+	j, ok := f["j"]
+	if !ok {
+		return nil, verification.ErrNotFound
+	}
+	var c verification.Code
+	if err := json.Unmarshal([]byte(j), &c); err != nil {
+		return nil, fmt.Errorf("code record: %w", err)
+	}
+	var err error
+	if c.ExpiresAt, err = parseNS(f["exp"]); err != nil {
+		return nil, fmt.Errorf("code record: %w", err)
+	}
+	if c.LongExpiresAt, err = parseNS(f["lexp"]); err != nil {
+		return nil, fmt.Errorf("code record: %w", err)
+	}
+	c.Claimed, c.ClaimedAt = false, time.Time{}
+	if s, ok := f["clm"]; ok {
+		if c.ClaimedAt, err = parseNS(s); err != nil {
+			return nil, fmt.Errorf("code record: %w", err)
+		}
+		c.Claimed = true
+	}
+	for _, p := range []struct {
+		field string
+		h     *verification.Hash
+	}{{"sh", &c.ShortHash}, {"lh", &c.LongHash}} {
+		*p.h = verification.Hash{}
+		if s := f[p.field]; s != "" {
+			if len(s) != 2*len(p.h) {
+				return nil, fmt.Errorf("code record: bad hash %q", s)
+			}
+			if _, err := hex.Decode(p.h[:], []byte(s)); err != nil {
+				return nil, fmt.Errorf("code record: %w", err)
+			}
+		}
+	}
+	return &c, nil
+}
+
+// pairsToMap turns an HGETALL reply returned by a script (field, value, …)
+// into a map.
+func pairsToMap(vals []any) map[string]string {
+	m := make(map[string]string, len(vals)/2)
+	for i := 0; i+1 < len(vals); i += 2 {
+		k, _ := vals[i].(string)
+		val, _ := vals[i+1].(string)
+		m[k] = val
+	}
+	return m
+}
+
+// scriptScore is the Lua helper that turns a 20-digit nanosecond string
+// into a microsecond score.
+const scriptScore = `local function score(ns) return tonumber(string.sub(ns, 1, 17)) end
+`
+
+// issueScript stores a new code unless its UUID exists, a hash collides or
+// the day's quota is used up.
+// KEYS: record, hashes, hashexp, codeexp, stats, statdays.
+// ARGV: json, exp, lexp, short hex, long hex, uuid, quota, day, day number, record TTL ms.
+var issueScript = goredis.NewScript(scriptScore + `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
+if (ARGV[4] ~= '' and redis.call('HEXISTS', KEYS[2], ARGV[4]) == 1) or
+   (ARGV[5] ~= '' and redis.call('HEXISTS', KEYS[2], ARGV[5]) == 1) then return 'collision' end
+local quota = tonumber(ARGV[7])
+if quota > 0 and tonumber(redis.call('HGET', KEYS[5], 'codesIssued') or '0') >= quota then return 'quota' end
+redis.call('HSET', KEYS[1], 'j', ARGV[1], 'exp', ARGV[2], 'lexp', ARGV[3], 'sh', ARGV[4], 'lh', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[10])
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[4], '1:' .. ARGV[6])
+  redis.call('ZADD', KEYS[3], score(ARGV[2]), '1:' .. ARGV[6] .. ':' .. ARGV[4])
+end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[5], '2:' .. ARGV[6])
+  redis.call('ZADD', KEYS[3], score(ARGV[3]), '2:' .. ARGV[6] .. ':' .. ARGV[5])
+end
+redis.call('ZADD', KEYS[4], score(ARGV[3]), ARGV[6])
+redis.call('HINCRBY', KEYS[5], 'codesIssued', 1)
+redis.call('ZADD', KEYS[6], ARGV[9], ARGV[8])
+return 'ok'
+`)
+
+// IssueCode implements verification.CodeStore: one script checks and
+// writes, so concurrent issues on any replica cannot both pass the quota.
+func (v *VerificationStore) IssueCode(ctx context.Context, c *verification.Code, quota int) error {
+	if err := v.register(ctx, c.Realm); err != nil {
+		return fmt.Errorf("issue code %s: %w", c.UUID, err)
+	}
+	base := *c
+	base.Claimed, base.ClaimedAt = false, time.Time{}
+	j, err := json.Marshal(&base)
+	if err != nil {
+		return fmt.Errorf("issue code %s: %w", c.UUID, err)
+	}
+	ttl := c.LongExpiresAt.Sub(c.IssuedAt) + recordGrace
+	keys := []string{
+		v.codeKey(c.Realm, c.UUID), v.realmKey(c.Realm, "hashes"), v.realmKey(c.Realm, "hashexp"),
+		v.realmKey(c.Realm, "codeexp"), v.statsKey(c.Realm, c.IssuedAt), v.realmKey(c.Realm, "statdays"),
+	}
+	res, err := issueScript.Run(ctx, v.s.rdb, keys, j, nsString(c.ExpiresAt), nsString(c.LongExpiresAt),
+		hashHex(c.ShortHash), hashHex(c.LongHash), c.UUID, quota,
+		verification.UTCDay(c.IssuedAt), dayNumber(c.IssuedAt), max(ttl, time.Minute).Milliseconds()).Text()
+	if err == nil {
+		switch res {
+		case "ok":
+			err = v.s.wait(ctx)
+		case "exists":
+			err = verification.ErrExists
+		case "collision":
+			err = verification.ErrCollision
+		case "quota":
+			err = verification.ErrQuotaExceeded
+		default:
+			err = fmt.Errorf("unexpected reply %q", res)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("issue code %s: %w", c.UUID, err)
+	}
+	return nil
+}
+
+// FindCode implements verification.CodeStore.
+func (v *VerificationStore) FindCode(ctx context.Context, realm string, h verification.Hash) (*verification.Code, verification.CodeKind, error) {
+	idx, err := v.s.rdb.HGet(ctx, v.realmKey(realm, "hashes"), hex.EncodeToString(h[:])).Result()
+	if isNil(err) {
+		return nil, 0, fmt.Errorf("find code: %w", verification.ErrNotFound)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("find code: %w", err)
+	}
+	kind, uuid, ok := splitIndex(idx)
+	if !ok {
+		return nil, 0, fmt.Errorf("find code: bad index entry %q", idx)
+	}
+	c, err := v.CodeByUUID(ctx, realm, uuid)
+	if err != nil {
+		return nil, 0, fmt.Errorf("find code: %w", err)
+	}
+	return c, kind, nil
+}
+
+func splitIndex(idx string) (verification.CodeKind, string, bool) {
+	if len(idx) < 3 || idx[1] != ':' {
+		return 0, "", false
+	}
+	return verification.CodeKind(idx[0] - '0'), idx[2:], true
+}
+
+// claimScript redeems a code whose hash index entry is still the expected
+// one. KEYS: hashes, hashexp, record, stats, statdays.
+// ARGV: hex hash, expected index entry, now, day, day number.
+var claimScript = goredis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {'retry'} end
+local r = redis.call('HMGET', KEYS[3], 'exp', 'lexp', 'sh', 'lh', 'clm')
+if not r[1] or r[5] then return {'notfound'} end
+local e = r[1]
+if string.sub(ARGV[2], 1, 1) == '2' then e = r[2] end
+if not (ARGV[3] < e) then return {'expired'} end
+local uuid = string.sub(ARGV[2], 3)
+if r[3] ~= '' then
+  redis.call('HDEL', KEYS[1], r[3])
+  redis.call('ZREM', KEYS[2], '1:' .. uuid .. ':' .. r[3])
+end
+if r[4] ~= '' then
+  redis.call('HDEL', KEYS[1], r[4])
+  redis.call('ZREM', KEYS[2], '2:' .. uuid .. ':' .. r[4])
+end
+redis.call('HSET', KEYS[3], 'sh', '', 'lh', '', 'clm', ARGV[3])
+redis.call('HINCRBY', KEYS[4], 'codesClaimed', 1)
+redis.call('ZADD', KEYS[5], ARGV[5], ARGV[4])
+local out = redis.call('HGETALL', KEYS[3])
+table.insert(out, 1, 'ok')
+return out
+`)
+
+// maxScriptRetries bounds how often a script guarded by a value read just
+// before runs again after that value changed.
+const maxScriptRetries = 20
+
+// ClaimCode implements verification.CodeStore: the script checks that the
+// hash still points at the code, that it is unclaimed and unexpired, and
+// marks it claimed, in one step on the realm's slot. Of concurrent claims
+// on any number of replicas exactly one sees the code unclaimed.
+func (v *VerificationStore) ClaimCode(ctx context.Context, realm string, h verification.Hash, now time.Time) (*verification.Code, error) {
+	hx := hex.EncodeToString(h[:])
+	hashes := v.realmKey(realm, "hashes")
+	for range maxScriptRetries {
+		idx, err := v.s.rdb.HGet(ctx, hashes, hx).Result()
+		if isNil(err) {
+			return nil, fmt.Errorf("claim code: %w", verification.ErrNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("claim code: %w", err)
+		}
+		_, uuid, ok := splitIndex(idx)
+		if !ok {
+			return nil, fmt.Errorf("claim code: bad index entry %q", idx)
+		}
+		keys := []string{hashes, v.realmKey(realm, "hashexp"), v.codeKey(realm, uuid), v.statsKey(realm, now), v.realmKey(realm, "statdays")}
+		res, err := claimScript.Run(ctx, v.s.rdb, keys, hx, idx, nsString(now), verification.UTCDay(now), dayNumber(now)).Slice()
+		if err != nil {
+			return nil, fmt.Errorf("claim code: %w", err)
+		}
+		switch res[0] {
+		case "retry": // the index entry changed since it was read
+			continue
+		case "notfound":
+			return nil, fmt.Errorf("claim code: %w", verification.ErrNotFound)
+		case "expired":
+			return nil, fmt.Errorf("claim code: %w", verification.ErrExpired)
+		case "ok":
+			c, err := decodeCode(pairsToMap(res[1:]))
+			if err != nil {
+				return nil, fmt.Errorf("claim code: %w", err)
+			}
+			if err := v.s.wait(ctx); err != nil {
+				return nil, fmt.Errorf("claim code: %w", err)
+			}
+			return c, nil
+		}
+		return nil, fmt.Errorf("claim code: unexpected reply %v", res[0])
+	}
+	return nil, fmt.Errorf("claim code: too much contention")
+}
+
+// CodeByUUID implements verification.CodeStore.
+func (v *VerificationStore) CodeByUUID(ctx context.Context, realm, uuid string) (*verification.Code, error) {
+	f, err := v.s.rdb.HGetAll(ctx, v.codeKey(realm, uuid)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("code %s: %w", uuid, err)
+	}
+	c, err := decodeCode(f)
+	if err != nil {
+		return nil, fmt.Errorf("code %s: %w", uuid, err)
+	}
+	return c, nil
+}
+
+// expireScript moves a code's expiry times to now and reindexes its
+// hashes. KEYS: record, hashexp, codeexp. ARGV: now, uuid.
+var expireScript = goredis.NewScript(scriptScore + `
+local r = redis.call('HMGET', KEYS[1], 'exp', 'lexp', 'sh', 'lh', 'clm')
+if not r[1] then return {'notfound'} end
+if r[5] then return {'claimed'} end
+if not (ARGV[1] < r[2]) then return {'expired'} end
+local e = r[1]
+if ARGV[1] < e then e = ARGV[1] end
+redis.call('HSET', KEYS[1], 'exp', e, 'lexp', ARGV[1])
+if r[3] ~= '' then redis.call('ZADD', KEYS[2], score(e), '1:' .. ARGV[2] .. ':' .. r[3]) end
+if r[4] ~= '' then redis.call('ZADD', KEYS[2], score(ARGV[1]), '2:' .. ARGV[2] .. ':' .. r[4]) end
+redis.call('ZADD', KEYS[3], score(ARGV[1]), ARGV[2])
+local out = redis.call('HGETALL', KEYS[1])
+table.insert(out, 1, 'ok')
+return out
+`)
+
+// ExpireCode implements verification.CodeStore.
+func (v *VerificationStore) ExpireCode(ctx context.Context, realm, uuid string, now time.Time) (*verification.Code, error) {
+	keys := []string{v.codeKey(realm, uuid), v.realmKey(realm, "hashexp"), v.realmKey(realm, "codeexp")}
+	res, err := expireScript.Run(ctx, v.s.rdb, keys, nsString(now), uuid).Slice()
+	if err == nil {
+		switch res[0] {
+		case "ok":
+			c, derr := decodeCode(pairsToMap(res[1:]))
+			if derr != nil {
+				err = derr
+				break
+			}
+			if err = v.s.wait(ctx); err == nil {
+				return c, nil
+			}
+		case "notfound":
+			err = verification.ErrNotFound
+		case "claimed":
+			err = verification.ErrClaimed
+		case "expired":
+			err = verification.ErrExpired
+		default:
+			err = fmt.Errorf("unexpected reply %v", res[0])
+		}
+	}
+	return nil, fmt.Errorf("expire code %s: %w", uuid, err)
+}
+
+// expireHashScript removes one expired hash of a code, counting the code
+// as expired unclaimed when it was its last. KEYS: record, hashes, hashexp,
+// stats of the record's long-expiry day, statdays. ARGV: member, before,
+// expected long expiry, day, day number. It returns 1 when the entry went,
+// 0 when it is not due, -1 when the record's long expiry changed.
+var expireHashScript = goredis.NewScript(`
+local r = redis.call('HMGET', KEYS[1], 'exp', 'lexp', 'sh', 'lh', 'clm')
+local kind = string.sub(ARGV[1], 1, 1)
+if not r[1] then
+  local h = string.match(ARGV[1], ':([0-9a-f]+)$')
+  if h and redis.call('HGET', KEYS[2], h) == string.match(ARGV[1], '^(%d:.*):[0-9a-f]+$') then
+    redis.call('HDEL', KEYS[2], h)
+  end
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return 1
+end
+local e, mine, other, field = r[1], r[3], r[4], 'sh'
+if kind == '2' then e, mine, other, field = r[2], r[4], r[3], 'lh' end
+if not (e < ARGV[2]) then return 0 end
+if r[2] ~= ARGV[3] then return -1 end
+redis.call('ZREM', KEYS[3], ARGV[1])
+if mine ~= '' then
+  redis.call('HDEL', KEYS[2], mine)
+  redis.call('HSET', KEYS[1], field, '')
+  if other == '' and not r[5] then
+    redis.call('HINCRBY', KEYS[4], 'codesExpired', 1)
+    redis.call('ZADD', KEYS[5], ARGV[5], ARGV[4])
+  end
+end
+return 1
+`)
+
+// removeRecordScript deletes a code record whose long code expired before
+// ARGV[2], with any hash still indexed. KEYS: record, hashes, hashexp,
+// codeexp. ARGV: uuid, before. Returns 1 when the entry went, 0 when not due.
+var removeRecordScript = goredis.NewScript(`
+local r = redis.call('HMGET', KEYS[1], 'lexp', 'sh', 'lh')
+if r[1] and not (r[1] < ARGV[2]) then return 0 end
+if r[2] and r[2] ~= '' then
+  redis.call('HDEL', KEYS[2], r[2])
+  redis.call('ZREM', KEYS[3], '1:' .. ARGV[1] .. ':' .. r[2])
+end
+if r[3] and r[3] ~= '' then
+  redis.call('HDEL', KEYS[2], r[3])
+  redis.call('ZREM', KEYS[3], '2:' .. ARGV[1] .. ':' .. r[3])
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return 1
+`)
+
+// realmsWithData returns the realms that cleanup visits.
+func (v *VerificationStore) realmsWithData(ctx context.Context) ([]string, error) {
+	realms, err := v.s.rdb.SMembers(ctx, v.verKey("vrealms")).Result()
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(realms)
+	return realms, nil
+}
+
+// RemoveExpiredCodes implements verification.CodeStore, realm by realm, in
+// rounds of at most cleanupChunk entries.
+func (v *VerificationStore) RemoveExpiredCodes(ctx context.Context, hashesBefore, recordsBefore time.Time) (int, int, error) {
+	realms, err := v.realmsWithData(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("cleanup codes: %w", err)
+	}
+	hashes, records := 0, 0
+	for _, realm := range realms {
+		if !beforeEpoch(hashesBefore) {
+			n, err := v.removeExpiredHashes(ctx, realm, hashesBefore)
+			hashes += n
+			if err != nil {
+				return hashes, records, fmt.Errorf("cleanup codes of %s: %w", realm, err)
+			}
+		}
+		if !beforeEpoch(recordsBefore) {
+			n, err := v.removeExpiredRecords(ctx, realm, recordsBefore)
+			records += n
+			if err != nil {
+				return hashes, records, fmt.Errorf("cleanup codes of %s: %w", realm, err)
+			}
+		}
+	}
+	return hashes, records, nil
+}
+
+func (v *VerificationStore) removeExpiredHashes(ctx context.Context, realm string, before time.Time) (int, error) {
+	hashexp := v.realmKey(realm, "hashexp")
+	total, skip := 0, 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		members, err := v.s.rdb.ZRangeByScore(ctx, hashexp, &goredis.ZRangeBy{Min: "-inf", Max: usBefore(before), Offset: int64(skip), Count: cleanupChunk}).Result()
+		if err != nil {
+			return total, err
+		}
+		if len(members) == 0 {
+			return total, nil
+		}
+		// The day of each code's long expiry names the stats key the
+		// script counts an expired code in; the script checks it is still
+		// the record's.
+		uuids := make([]string, len(members))
+		lexps := make([]*goredis.StringCmd, len(members))
+		if _, err := v.s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, m := range members {
+				_, uuids[i], _ = splitIndex(m[:max(0, len(m)-65)])
+				lexps[i] = p.HGet(ctx, v.codeKey(realm, uuids[i]), "lexp")
+			}
+			return nil
+		}); err != nil && !isNil(err) {
+			return total, err
+		}
+		for i, m := range members {
+			for attempt := 0; ; attempt++ {
+				lexp, err := lexps[i].Result()
+				if err != nil && !isNil(err) {
+					return total, err
+				}
+				day := time.Unix(0, 0)
+				if lexp != "" {
+					if day, err = parseNS(lexp); err != nil {
+						return total, err
+					}
+				}
+				keys := []string{v.codeKey(realm, uuids[i]), v.realmKey(realm, "hashes"), hashexp, v.statsKey(realm, day), v.realmKey(realm, "statdays")}
+				n, err := expireHashScript.Run(ctx, v.s.rdb, keys, m, nsString(before), lexp, verification.UTCDay(day), dayNumber(day)).Int()
+				if err != nil {
+					return total, err
+				}
+				if n == -1 && attempt < maxScriptRetries {
+					lexps[i] = v.s.rdb.HGet(ctx, v.codeKey(realm, uuids[i]), "lexp")
+					continue
+				}
+				if n == 1 {
+					total++
+				} else {
+					skip++
+				}
+				break
+			}
+		}
+		if len(members) < cleanupChunk {
+			return total, v.s.wait(ctx)
+		}
+	}
+}
+
+func (v *VerificationStore) removeExpiredRecords(ctx context.Context, realm string, before time.Time) (int, error) {
+	codeexp := v.realmKey(realm, "codeexp")
+	total, skip := 0, 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		uuids, err := v.s.rdb.ZRangeByScore(ctx, codeexp, &goredis.ZRangeBy{Min: "-inf", Max: usBefore(before), Offset: int64(skip), Count: cleanupChunk}).Result()
+		if err != nil {
+			return total, err
+		}
+		if len(uuids) == 0 {
+			return total, nil
+		}
+		cmds := make([]*goredis.Cmd, len(uuids))
+		if _, err := v.s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, u := range uuids {
+				keys := []string{v.codeKey(realm, u), v.realmKey(realm, "hashes"), v.realmKey(realm, "hashexp"), codeexp}
+				cmds[i] = removeRecordScript.Eval(ctx, p, keys, u, nsString(before))
+			}
+			return nil
+		}); err != nil {
+			return total, err
+		}
+		for _, c := range cmds {
+			if n, _ := c.Int(); n == 1 {
+				total++
+			} else {
+				skip++
+			}
+		}
+		if len(uuids) < cleanupChunk {
+			return total, v.s.wait(ctx)
+		}
+	}
+}
+
+// ---- Tokens ----
+
+// claimTokenScript records a used token and counts a certificate.
+// KEYS: tokens, stats, statdays. ARGV: jti, expiry score, day, day number, TTL ms.
+var claimTokenScript = goredis.NewScript(`
+if redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) == 0 then return 0 end
+if redis.call('PEXPIRE', KEYS[1], ARGV[5], 'GT') == 0 and redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+redis.call('HINCRBY', KEYS[2], 'certificatesIssued', 1)
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+return 1
+`)
+
+// ClaimToken implements verification.TokenStore: ZADD NX in a script, so
+// of concurrent claims on any replicas exactly one adds the token.
+func (v *VerificationStore) ClaimToken(ctx context.Context, realm, jti string, expires, now time.Time) error {
+	if err := v.register(ctx, realm); err != nil {
+		return fmt.Errorf("claim token: %w", err)
+	}
+	ttl := max(expires.Sub(now), 0) + tokenGrace
+	keys := []string{v.realmKey(realm, "tokens"), v.statsKey(realm, now), v.realmKey(realm, "statdays")}
+	n, err := claimTokenScript.Run(ctx, v.s.rdb, keys, jti, usScore(expires), verification.UTCDay(now), dayNumber(now), ttl.Milliseconds()).Int()
+	if err == nil && n == 0 {
+		err = verification.ErrUsed
+	}
+	if err == nil {
+		err = v.s.wait(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("claim token: %w", err)
+	}
+	return nil
+}
+
+// RemoveExpiredTokens implements verification.TokenStore.
+func (v *VerificationStore) RemoveExpiredTokens(ctx context.Context, before time.Time) (int, error) {
+	if beforeEpoch(before) {
+		return 0, nil
+	}
+	realms, err := v.realmsWithData(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("cleanup tokens: %w", err)
+	}
+	total := 0
+	for _, realm := range realms {
+		n, err := v.s.rdb.ZRemRangeByScore(ctx, v.realmKey(realm, "tokens"), "-inf", usBefore(before)).Result()
+		total += int(n)
+		if err != nil {
+			return total, fmt.Errorf("cleanup tokens of %s: %w", realm, err)
+		}
+	}
+	return total, nil
+}
+
+// ---- Stats ----
+
+var statFields = []string{"codesIssued", "codesClaimed", "codesExpired", "invalidAttempts", "certificatesIssued"}
+
+func statValues(st *verification.Stats) []*int64 {
+	return []*int64{&st.CodesIssued, &st.CodesClaimed, &st.CodesExpired, &st.InvalidAttempts, &st.CertificatesIssued}
+}
+
+// AddStats implements verification.StatsStore with HINCRBY, atomic without
+// reading.
+func (v *VerificationStore) AddStats(ctx context.Context, realm string, day time.Time, delta verification.Stats) error {
+	if err := v.register(ctx, realm); err != nil {
+		return fmt.Errorf("add stats of %s: %w", realm, err)
+	}
+	key := v.statsKey(realm, day)
+	_, err := v.s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, n := range statValues(&delta) {
+			if *n != 0 {
+				p.HIncrBy(ctx, key, statFields[i], *n)
+			}
+		}
+		p.ZAdd(ctx, v.realmKey(realm, "statdays"), goredis.Z{Score: float64(dayNumber(day)), Member: verification.UTCDay(day)})
+		return nil
+	})
+	if err == nil {
+		err = v.s.wait(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("add stats of %s: %w", realm, err)
+	}
+	return nil
+}
+
+// Stats implements verification.StatsStore.
+func (v *VerificationStore) Stats(ctx context.Context, realm string, from, to time.Time) ([]verification.DayStats, error) {
+	days, err := v.s.rdb.ZRangeByScore(ctx, v.realmKey(realm, "statdays"), &goredis.ZRangeBy{
+		Min: strconv.FormatInt(dayNumber(from), 10), Max: strconv.FormatInt(dayNumber(to), 10),
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("stats of %s: %w", realm, err)
+	}
+	cmds := make([]*goredis.MapStringStringCmd, len(days))
+	if len(days) > 0 {
+		if _, err := v.s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, d := range days {
+				cmds[i] = p.HGetAll(ctx, v.realmKey(realm, "stats:"+d))
+			}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("stats of %s: %w", realm, err)
+		}
+	}
+	var out []verification.DayStats
+	for i, d := range days {
+		f := cmds[i].Val()
+		if len(f) == 0 {
+			continue
+		}
+		ds := verification.DayStats{Realm: realm, Day: d}
+		for j, p := range statValues(&ds.Stats) {
+			if s, ok := f[statFields[j]]; ok {
+				n, err := strconv.ParseInt(s, 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("stats of %s on %s: %w", realm, d, err)
+				}
+				*p = n
+			}
+		}
+		out = append(out, ds)
+	}
+	return out, nil
+}
+
+// ---- Secrets ----
+
+// SealedSecret implements verification.SecretStore with HSETNX: the first
+// writer on any replica wins and everyone reads its blob.
+func (v *VerificationStore) SealedSecret(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error) {
+	key := v.verKey("secrets")
+	b, err := v.s.rdb.HGet(ctx, key, name).Bytes()
+	if err == nil {
+		return b, nil
+	}
+	if !isNil(err) {
+		return nil, fmt.Errorf("secret %s: %w", name, err)
+	}
+	blob, err := create()
+	if err != nil {
+		return nil, fmt.Errorf("secret %s: %w", name, err)
+	}
+	if _, err := v.s.rdb.HSetNX(ctx, key, name, blob).Result(); err != nil {
+		return nil, fmt.Errorf("secret %s: %w", name, err)
+	}
+	if err := v.s.wait(ctx); err != nil {
+		return nil, fmt.Errorf("secret %s: %w", name, err)
+	}
+	b, err = v.s.rdb.HGet(ctx, key, name).Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("secret %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// errContention is returned when optimistic transactions keep failing.
+var errContention = errors.New("too much contention")
+
+// watchRetry runs fn in a WATCH transaction on keys, again when a watched
+// key changed, at most maxPublishRetries times.
+func (s *Store) watchRetry(ctx context.Context, fn func(*goredis.Tx) error, keys ...string) error {
+	for range maxPublishRetries {
+		err := s.rdb.Watch(ctx, fn, keys...)
+		if errors.Is(err, goredis.TxFailedErr) {
+			continue
+		}
+		return err
+	}
+	return errContention
+}

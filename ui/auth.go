@@ -1,0 +1,264 @@
+package ui
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/candor-en/candor/verification/account"
+)
+
+type signinPage struct {
+	CSRF  string
+	Email string
+	Next  string
+	Error string
+	// Notice is shown above the form, e.g. after signing out.
+	Notice string
+}
+
+// safeNext returns next when it is a UI path of this site, else "".
+func safeNext(next string) string {
+	if strings.HasPrefix(next, Prefix+"/") && !strings.HasPrefix(next, "//") && !strings.Contains(next, "\\") &&
+		!strings.HasPrefix(next, Prefix+"/signin") && !strings.HasPrefix(next, Prefix+"/signout") {
+		return next
+	}
+	return ""
+}
+
+func (h *Handler) signinForm(c echo.Context, st *state) error {
+	if st.sess != nil && !st.sess.PendingTOTP {
+		return c.Redirect(http.StatusSeeOther, Prefix+"/")
+	}
+	p := signinPage{CSRF: h.signinToken(c), Next: safeNext(c.QueryParam("next"))}
+	if c.QueryParam("out") == "1" {
+		p.Notice = "You are signed out."
+	}
+	return h.render(c, http.StatusOK, "signin", st, "Sign in", p)
+}
+
+func (h *Handler) signin(c echo.Context, st *state) error {
+	email, password := strings.TrimSpace(c.FormValue("email")), c.FormValue("password")
+	p := signinPage{Email: email, Next: safeNext(c.FormValue("next"))}
+	if email == "" || password == "" {
+		p.CSRF, p.Error = h.signinToken(c), "Enter your email address and password."
+		return h.render(c, http.StatusBadRequest, "signin", st, "Sign in", p)
+	}
+	in, err := h.acct.SignIn(c.Request().Context(), email, password)
+	if err != nil {
+		msg := userMessage(err)
+		if msg == "" {
+			return h.fail(c, st, err)
+		}
+		status := http.StatusUnauthorized
+		var te *account.ThrottledError
+		if errors.As(err, &te) {
+			status = http.StatusTooManyRequests
+		}
+		p.CSRF, p.Error = h.signinToken(c), msg
+		return h.render(c, status, "signin", st, "Sign in", p)
+	}
+	if st.token != "" {
+		_ = h.acct.SignOut(c.Request().Context(), st.token)
+	}
+	h.setCookie(c, signinCookie, "", -1)
+	h.setCookie(c, sessionCookie, in.Token, 0)
+	if in.Session.PendingTOTP {
+		return c.Redirect(http.StatusSeeOther, Prefix+"/signin/totp?next="+url.QueryEscape(p.Next))
+	}
+	if in.User.MustChangePassword {
+		return c.Redirect(http.StatusSeeOther, Prefix+"/account")
+	}
+	if p.Next != "" {
+		return c.Redirect(http.StatusSeeOther, p.Next)
+	}
+	return c.Redirect(http.StatusSeeOther, Prefix+"/")
+}
+
+type totpSigninPage struct {
+	Next  string
+	Error string
+}
+
+func (h *Handler) totpForm(c echo.Context, st *state) error {
+	return h.render(c, http.StatusOK, "signin_totp", st, "Second step of sign-in", totpSigninPage{Next: safeNext(c.QueryParam("next"))})
+}
+
+func (h *Handler) totp(c echo.Context, st *state) error {
+	p := totpSigninPage{Next: safeNext(c.FormValue("next"))}
+	in, err := h.acct.CompleteTOTP(c.Request().Context(), st.sess, st.user, c.FormValue("code"))
+	if err != nil {
+		msg := userMessage(err)
+		if msg == "" {
+			return h.fail(c, st, err)
+		}
+		var te *account.ThrottledError
+		if errors.As(err, &te) {
+			// Start again from the password once the window ends.
+			_ = h.acct.SignOut(c.Request().Context(), st.token)
+			h.setCookie(c, sessionCookie, "", -1)
+			st.sess = nil
+			return h.render(c, http.StatusTooManyRequests, "signin", st, "Sign in", signinPage{CSRF: h.signinToken(c), Error: msg})
+		}
+		p.Error = msg
+		return h.render(c, http.StatusUnauthorized, "signin_totp", st, "Second step of sign-in", p)
+	}
+	h.setCookie(c, sessionCookie, in.Token, 0)
+	if in.User.MustChangePassword {
+		return c.Redirect(http.StatusSeeOther, Prefix+"/account")
+	}
+	if p.Next != "" {
+		return c.Redirect(http.StatusSeeOther, p.Next)
+	}
+	return c.Redirect(http.StatusSeeOther, Prefix+"/")
+}
+
+func (h *Handler) signout(c echo.Context, st *state) error {
+	if st.token != "" {
+		if err := h.acct.SignOut(c.Request().Context(), st.token); err != nil {
+			return h.fail(c, st, err)
+		}
+	}
+	h.setCookie(c, sessionCookie, "", -1)
+	return c.Redirect(http.StatusSeeOther, Prefix+"/signin?out=1")
+}
+
+// ---- Account: password, time zone, second factor ----
+
+type accountPage struct {
+	MustChange     bool
+	PasswordError  string
+	PasswordNotice string
+	TimeZone       string
+	ZoneError      string
+	ZoneNotice     string
+	HasTOTP        bool
+	TOTPAvailable  bool
+	TOTPError      string
+	TOTPNotice     string
+	MinPassword    int
+}
+
+func (h *Handler) accountData(st *state) accountPage {
+	return accountPage{MustChange: st.user.MustChangePassword, TimeZone: st.user.TimeZone, HasTOTP: st.user.HasTOTP(),
+		TOTPAvailable: h.acct.TOTPAvailable(), MinPassword: account.MinPasswordLength}
+}
+
+func (h *Handler) accountPage(c echo.Context, st *state) error {
+	p := h.accountData(st)
+	switch c.QueryParam("done") {
+	case "password":
+		p.PasswordNotice = "Your password was changed. You were signed out on every other device."
+	case "totp":
+		p.TOTPNotice = "Two-step sign-in is on. From now on you will be asked for a code from the app."
+	case "totp-off":
+		p.TOTPNotice = "Two-step sign-in is off."
+	case "zone":
+		p.ZoneNotice = "Your time zone was saved."
+	}
+	return h.render(c, http.StatusOK, "account", st, "Your account", p)
+}
+
+func (h *Handler) changePassword(c echo.Context, st *state) error {
+	current, next, again := c.FormValue("current"), c.FormValue("new"), c.FormValue("confirm")
+	p := h.accountData(st)
+	if next != again {
+		p.PasswordError = "The two new passwords are not the same."
+		return h.render(c, http.StatusBadRequest, "account", st, "Your account", p)
+	}
+	in, err := h.acct.ChangePassword(c.Request().Context(), st.sess, st.user, current, next)
+	if err != nil {
+		msg := userMessage(err)
+		if msg == "" {
+			return h.fail(c, st, err)
+		}
+		p.PasswordError = msg
+		return h.render(c, http.StatusBadRequest, "account", st, "Your account", p)
+	}
+	h.setCookie(c, sessionCookie, in.Token, 0)
+	if p.MustChange {
+		return c.Redirect(http.StatusSeeOther, Prefix+"/")
+	}
+	return c.Redirect(http.StatusSeeOther, Prefix+"/account?done=password")
+}
+
+func (h *Handler) setTimeZone(c echo.Context, st *state) error {
+	if _, err := h.acct.SetTimeZone(c.Request().Context(), st.user, c.FormValue("timezone")); err != nil {
+		msg := userMessage(err)
+		if msg == "" {
+			return h.fail(c, st, err)
+		}
+		p := h.accountData(st)
+		p.ZoneError, p.TimeZone = msg, c.FormValue("timezone")
+		return h.render(c, http.StatusBadRequest, "account", st, "Your account", p)
+	}
+	return c.Redirect(http.StatusSeeOther, Prefix+"/account?done=zone")
+}
+
+type totpSetupPage struct {
+	QR     *qrSVG
+	Secret string
+	Error  string
+}
+
+func (h *Handler) totpSetup(c echo.Context, st *state) error {
+	return h.showTOTPSetup(c, st, http.StatusOK, "")
+}
+
+func (h *Handler) showTOTPSetup(c echo.Context, st *state, status int, msg string) error {
+	if st.user.HasTOTP() {
+		return c.Redirect(http.StatusSeeOther, Prefix+"/account")
+	}
+	secret, err := h.acct.BeginTOTP(c.Request().Context(), st.sess, st.user)
+	if err != nil {
+		if m := userMessage(err); m != "" {
+			p := h.accountData(st)
+			p.TOTPError = m
+			return h.render(c, http.StatusBadRequest, "account", st, "Your account", p)
+		}
+		return h.fail(c, st, err)
+	}
+	qr, err := newQR(account.TOTPURI(h.acct.Options().TOTPIssuer, st.user.Email, secret), "QR code to add this account to an authenticator app")
+	if err != nil {
+		return h.fail(c, st, err)
+	}
+	return h.render(c, status, "totp_setup", st, "Set up two-step sign-in", totpSetupPage{QR: qr, Secret: account.TOTPSecretText(secret), Error: msg})
+}
+
+func (h *Handler) totpConfirm(c echo.Context, st *state) error {
+	if _, err := h.acct.ConfirmTOTP(c.Request().Context(), st.sess, st.user, c.FormValue("code")); err != nil {
+		msg := userMessage(err)
+		if msg == "" {
+			return h.fail(c, st, err)
+		}
+		return h.showTOTPSetup(c, st, http.StatusBadRequest, msg)
+	}
+	return c.Redirect(http.StatusSeeOther, Prefix+"/account?done=totp")
+}
+
+func (h *Handler) totpDisable(c echo.Context, st *state) error {
+	if _, err := h.acct.DisableTOTP(c.Request().Context(), st.user, c.FormValue("password")); err != nil {
+		msg := userMessage(err)
+		if msg == "" {
+			return h.fail(c, st, err)
+		}
+		p := h.accountData(st)
+		p.TOTPError = msg
+		return h.render(c, http.StatusBadRequest, "account", st, "Your account", p)
+	}
+	return c.Redirect(http.StatusSeeOther, Prefix+"/account?done=totp-off")
+}
+
+func (h *Handler) switchRealm(c echo.Context, st *state) error {
+	realm := c.FormValue("realm")
+	if _, err := h.acct.SetRealm(c.Request().Context(), st.sess, st.user, realm); err != nil {
+		if errors.Is(err, account.ErrForbidden) {
+			return h.forbidden(c, st)
+		}
+		return h.fail(c, st, err)
+	}
+	return c.Redirect(http.StatusSeeOther, Prefix+"/")
+}
