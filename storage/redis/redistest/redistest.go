@@ -4,7 +4,6 @@ package redistest
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -62,8 +61,8 @@ func Start(t testing.TB, extra ...string) *Server {
 	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: dir, bin: bin}
 	s.args = append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
 		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log")}, extra...)
+	t.Cleanup(func() { s.Kill() }) // registered first: a server that never answers is still stopped
 	s.start(t)
-	t.Cleanup(func() { s.Kill() })
 	return s
 }
 
@@ -121,9 +120,15 @@ func waitReady(t testing.TB, addr string) {
 func StartCluster(t testing.TB) goredis.UniversalClient {
 	t.Helper()
 	var addrs []string
+	bus := map[string]int{}
 	for range 3 {
-		s := Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		// An explicit bus port: by default Redis uses port+10000 and refuses
+		// client ports above 55535, which the kernel hands out often.
+		busPort := freePort(t)
+		s := Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+			"--cluster-port", strconv.Itoa(busPort))
 		addrs = append(addrs, s.Addr)
+		bus[s.Addr] = busPort
 	}
 	ctx := context.Background()
 	per := 16384 / len(addrs)
@@ -141,8 +146,8 @@ func StartCluster(t testing.TB) goredis.UniversalClient {
 				continue
 			}
 			host, port, _ := net.SplitHostPort(b)
-			p, _ := strconv.Atoi(port)
-			if err := c.ClusterMeet(ctx, host, fmt.Sprint(p)).Err(); err != nil {
+			// CLUSTER MEET ip port bus-port: the bus port is not port+10000 here.
+			if err := c.Do(ctx, "CLUSTER", "MEET", host, port, bus[b]).Err(); err != nil {
 				t.Fatalf("cluster meet: %v", err)
 			}
 		}
