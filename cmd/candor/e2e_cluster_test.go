@@ -144,6 +144,7 @@ func startLocalCluster(t *testing.T) *localCluster {
 // load loses no acknowledged publish, and the load goes on through the
 // other.
 func TestE2ECluster(t *testing.T) {
+	e2eAvoidHourBoundary(t, 3*time.Minute)
 	c := startLocalCluster(t)
 	ctx := context.Background()
 
@@ -324,7 +325,7 @@ func TestE2ERateLimits(t *testing.T) {
 		if key != "" {
 			req.Header.Set(api.APIKeyHeader, key)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := e2eHTTP.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

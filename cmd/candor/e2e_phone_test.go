@@ -97,6 +97,7 @@ func phoneJourneyExport(t *testing.T, s *e2eServer) string {
 }
 
 func TestE2EPhoneJourney(t *testing.T) {
+	e2eAvoidHourBoundary(t, 3*time.Minute)
 	s := startE2EServer(t, "")
 	ha := setupPhoneJourney(t, s)
 	c, err := client.New(s.url)

@@ -31,6 +31,32 @@ import (
 // The end-to-end tests build the real binary once and drive it over HTTP
 // and its command line, as an operator and a phone would.
 
+// e2eTimeout bounds every command and HTTP call of the end-to-end tests,
+// so a stuck process fails its test instead of stalling the whole package.
+const e2eTimeout = 3 * time.Minute
+
+// e2eHTTP is the tests' HTTP client: never without a deadline.
+var e2eHTTP = &http.Client{Timeout: 30 * time.Second}
+
+// e2eCommand is exec.Command bounded by e2eTimeout.
+func e2eCommand(bin string, args ...string) (*exec.Cmd, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.WaitDelay = 10 * time.Second
+	return cmd, cancel
+}
+
+// e2eAvoidHourBoundary waits past the next full hour when it is closer than
+// margin: stored times are truncated to the hour, and a test that uploads
+// and then exports "this hour's window" must not straddle two hours.
+func e2eAvoidHourBoundary(t *testing.T, margin time.Duration) {
+	t.Helper()
+	if wait := time.Until(time.Now().Truncate(time.Hour).Add(time.Hour)); wait < margin {
+		t.Logf("waiting %v for the hour to turn", wait.Round(time.Second))
+		time.Sleep(wait + time.Second)
+	}
+}
+
 var e2eBuild = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "candor-e2e-bin-")
 	if err != nil {
@@ -65,7 +91,9 @@ type e2eServer struct {
 	cmd    *exec.Cmd
 	stderr *lockedBuffer
 	stdout *lockedBuffer
-	done   chan error
+	// exited is closed when the process has exited; waitErr is then its result.
+	exited  chan struct{}
+	waitErr error
 }
 
 type lockedBuffer struct {
@@ -104,18 +132,20 @@ func startE2EServer(t *testing.T, dir string, extra ...string) *e2eServer {
 		dir = t.TempDir()
 	}
 	addr := freeAddr(t)
-	s := &e2eServer{t: t, bin: bin, data: dir, url: "http://" + addr, stderr: &lockedBuffer{}, stdout: &lockedBuffer{}, done: make(chan error, 1)}
+	s := &e2eServer{t: t, bin: bin, data: dir, url: "http://" + addr, stderr: &lockedBuffer{}, stdout: &lockedBuffer{}, exited: make(chan struct{})}
 	args := append([]string{"serve", "--data", dir, "--addr", addr, "--log-level", "debug"}, extra...)
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { s.done <- s.cmd.Wait() }()
+	go func() { s.waitErr = s.cmd.Wait(); close(s.exited) }()
 	t.Cleanup(func() {
-		if s.cmd.ProcessState == nil {
+		select {
+		case <-s.exited: // already exited (stop or crash)
+		default:
 			s.cmd.Process.Kill()
-			<-s.done
+			<-s.exited
 		}
 		if t.Failed() {
 			t.Logf("server stderr:\n%s", s.stderr.String())
@@ -123,15 +153,15 @@ func startE2EServer(t *testing.T, dir string, extra ...string) *e2eServer {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := http.Get(s.url + "/health"); err == nil {
+		if resp, err := e2eHTTP.Get(s.url + "/health"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return s
 			}
 		}
 		select {
-		case err := <-s.done:
-			t.Fatalf("server exited: %v\n%s", err, s.stderr.String())
+		case <-s.exited:
+			t.Fatalf("server exited: %v\n%s", s.waitErr, s.stderr.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -143,8 +173,8 @@ func startE2EServer(t *testing.T, dir string, extra ...string) *e2eServer {
 func (s *e2eServer) stop(sig os.Signal) error {
 	s.cmd.Process.Signal(sig)
 	select {
-	case err := <-s.done:
-		return err
+	case <-s.exited:
+		return s.waitErr
 	case <-time.After(40 * time.Second):
 		s.cmd.Process.Kill()
 		return fmt.Errorf("server did not stop on %v", sig)
@@ -153,7 +183,8 @@ func (s *e2eServer) stop(sig os.Signal) error {
 
 // run runs a candor subcommand and returns its stdout.
 func (s *e2eServer) run(args ...string) (string, error) {
-	cmd := exec.Command(s.bin, args...)
+	cmd, cancel := e2eCommand(s.bin, args...)
+	defer cancel()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -174,7 +205,7 @@ func (s *e2eServer) postJSON(path string, body any, header map[string]string) (i
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e2eHTTP.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -358,7 +389,7 @@ func TestE2EGracefulShutdown(t *testing.T) {
 
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := e2eHTTP.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

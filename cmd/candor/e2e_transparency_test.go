@@ -82,6 +82,7 @@ func ofType(typ string) func(logentry.Entry) bool {
 // `candor audit` passes against it, Tessera's fsck accepts it, and both
 // fail once a tile on disk is tampered with.
 func TestE2ETransparency(t *testing.T) {
+	e2eAvoidHourBoundary(t, 3*time.Minute)
 	s := startE2EServer(t, "", "--tlog-sync-interval", "200ms")
 	a := addE2EAuthority(t, s)
 	if _, err := s.run("admin", "export", "add", "--data", s.data, "--root", "e2e", "--region", "US-E2E", "--key-id", "310", "--key-version", "v1", "--min-keys", "50"); err != nil {

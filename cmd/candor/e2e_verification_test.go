@@ -66,7 +66,8 @@ func addE2EAPIKey(t *testing.T, bin, data, realm, kind string) string {
 }
 
 func runCandor(bin string, args ...string) (string, error) {
-	cmd := exec.Command(bin, args...)
+	cmd, cancel := e2eCommand(bin, args...)
+	defer cancel()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

@@ -134,22 +134,36 @@ cmd_start() {
 }
 
 cmd_stop() {
+  local left=0 pid
   if alive "$DIR/nginx/nginx.pid"; then kill -QUIT "$(cat "$DIR/nginx/nginx.pid")"; fi
   for p in "${PROCESSES[@]}"; do
     set -- $p
     if alive "$DIR/$1/pid"; then kill -TERM "$(cat "$DIR/$1/pid")"; fi
   done
+  # Wait for each process; one that does not stop within 10 s is killed
+  # and reported, never left running silently.
   for p in "${PROCESSES[@]}"; do
     set -- $p
     for _ in $(seq 1 100); do alive "$DIR/$1/pid" || break; sleep 0.1; done
+    if alive "$DIR/$1/pid"; then
+      pid=$(cat "$DIR/$1/pid"); echo "$1 (pid $pid) did not stop; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true; left=1
+    fi
     rm -f "$DIR/$1/pid"
   done
+  for _ in $(seq 1 100); do alive "$DIR/nginx/nginx.pid" || break; sleep 0.1; done
+  if alive "$DIR/nginx/nginx.pid"; then
+    echo "nginx did not stop; killing it" >&2
+    kill -KILL "$(cat "$DIR/nginx/nginx.pid")" 2>/dev/null || true; left=1
+  fi
   if alive "$DIR/redis/pid"; then
     kill -TERM "$(cat "$DIR/redis/pid")"
     for _ in $(seq 1 100); do alive "$DIR/redis/pid" || break; sleep 0.1; done
+    if alive "$DIR/redis/pid"; then kill -KILL "$(cat "$DIR/redis/pid")" 2>/dev/null || true; left=1; fi
   fi
   rm -f "$DIR/redis/pid"
   echo "cluster stopped (data kept in $DIR)"
+  return $left
 }
 
 cmd_status() {
