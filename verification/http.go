@@ -98,8 +98,14 @@ func (h *Handler) begin(c echo.Context, endpoint string, kind APIKeyKind, req an
 // fail answers err with its status and the common error body.
 func (h *Handler) fail(c echo.Context, endpoint string, err error) error {
 	code := ErrorCode(err)
-	h.requests.WithLabelValues(endpoint, code).Inc()
 	status := Status(code)
+	if status >= 500 && c.Request().Context().Err() != nil {
+		// The client went away mid-request: nobody reads the answer, and it
+		// is not a server fault worth an error line.
+		h.requests.WithLabelValues(endpoint, "canceled").Inc()
+		return nil
+	}
+	h.requests.WithLabelValues(endpoint, code).Inc()
 	if status >= 500 {
 		h.log.ErrorContext(c.Request().Context(), "verification request failed", "endpoint", endpoint, "err", err)
 	}
