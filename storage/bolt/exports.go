@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/keyserver/exporter"
+	"github.com/candor-en/candor/storage/internal/record"
 )
 
 var (
@@ -22,7 +22,7 @@ var (
 	// endian) → JSON exporter.Batch without Padding and Revised.
 	bucketExportBatches = []byte("export_batches")
 	// export_batch_keys: same key → padding and revised keys (see
-	// encodeBatchKeys), read only when a file is regenerated.
+	// record.EncodeBatchKeys), read only when a file is regenerated.
 	bucketExportBatchKeys = []byte("export_batch_keys")
 	// export_leases: lease name → JSON lease.
 	bucketExportLeases = []byte("export_leases")
@@ -139,38 +139,6 @@ func batchKey(root string, start time.Time) []byte {
 	return binary.BigEndian.AppendUint64(k, uint64(start.Unix()))
 }
 
-// encodeBatchKeys stores padding and revised keys as two length-prefixed
-// byte strings.
-func encodeBatchKeys(b *exporter.Batch) []byte {
-	out := make([]byte, 0, 8+len(b.Padding)+len(b.Revised))
-	out = binary.BigEndian.AppendUint32(out, uint32(len(b.Padding)))
-	out = append(out, b.Padding...)
-	out = binary.BigEndian.AppendUint32(out, uint32(len(b.Revised)))
-	return append(out, b.Revised...)
-}
-
-func decodeBatchKeys(v []byte, b *exporter.Batch) error {
-	next := func() ([]byte, bool) {
-		if len(v) < 4 {
-			return nil, false
-		}
-		n := binary.BigEndian.Uint32(v)
-		if uint64(len(v)-4) < uint64(n) {
-			return nil, false
-		}
-		out := bytes.Clone(v[4 : 4+n])
-		v = v[4+n:]
-		return out, true
-	}
-	var ok1, ok2 bool
-	b.Padding, ok1 = next()
-	b.Revised, ok2 = next()
-	if !ok1 || !ok2 || len(v) != 0 {
-		return errors.New("bad batch keys record")
-	}
-	return nil
-}
-
 // Batch implements exporter.BatchStore.
 func (d *DB) Batch(ctx context.Context, root string, start time.Time) (*exporter.Batch, error) {
 	var out *exporter.Batch
@@ -185,7 +153,7 @@ func (d *DB) Batch(ctx context.Context, root string, start time.Time) (*exporter
 			return err
 		}
 		if kv := tx.Bucket(bucketExportBatchKeys).Get(k); kv != nil {
-			return decodeBatchKeys(kv, out)
+			return record.DecodeBatchKeys(kv, out)
 		}
 		return nil
 	})
@@ -240,7 +208,7 @@ func (d *DB) CompleteBatch(ctx context.Context, b *exporter.Batch, leaseName, ow
 		if err := tx.Bucket(bucketExportBatches).Put(k, v); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketExportBatchKeys).Put(k, encodeBatchKeys(b)); err != nil {
+		if err := tx.Bucket(bucketExportBatchKeys).Put(k, record.EncodeBatchKeys(b)); err != nil {
 			return err
 		}
 		if err := appendEvents(tx, events); err != nil {

@@ -2,9 +2,7 @@ package redis
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/keyserver/exporter"
+	"github.com/candor-en/candor/storage/internal/record"
 )
 
 // Export key names, all under the tag {x} (completing a batch checks the
@@ -161,38 +160,6 @@ func (s *Store) ReleaseLease(ctx context.Context, name, owner string) error {
 	return nil
 }
 
-// encodeBatchKeys stores padding and revised keys as two length-prefixed
-// byte strings (the layout of storage/bolt).
-func encodeBatchKeys(b *exporter.Batch) []byte {
-	out := make([]byte, 0, 8+len(b.Padding)+len(b.Revised))
-	out = binary.BigEndian.AppendUint32(out, uint32(len(b.Padding)))
-	out = append(out, b.Padding...)
-	out = binary.BigEndian.AppendUint32(out, uint32(len(b.Revised)))
-	return append(out, b.Revised...)
-}
-
-func decodeBatchKeys(v []byte, b *exporter.Batch) error {
-	next := func() ([]byte, bool) {
-		if len(v) < 4 {
-			return nil, false
-		}
-		n := binary.BigEndian.Uint32(v)
-		if uint64(len(v)-4) < uint64(n) {
-			return nil, false
-		}
-		out := append([]byte(nil), v[4:4+n]...)
-		v = v[4+n:]
-		return out, true
-	}
-	var ok1, ok2 bool
-	b.Padding, ok1 = next()
-	b.Revised, ok2 = next()
-	if !ok1 || !ok2 || len(v) != 0 {
-		return errors.New("bad batch keys record")
-	}
-	return nil
-}
-
 // Batch implements exporter.BatchStore.
 func (s *Store) Batch(ctx context.Context, root string, start time.Time) (*exporter.Batch, error) {
 	f := batchField(start)
@@ -217,7 +184,7 @@ func (s *Store) Batch(ctx context.Context, root string, start time.Time) (*expor
 		return nil, fmt.Errorf("export batch %s/%d: %w", root, start.Unix(), err)
 	}
 	if kv, err := keys.Bytes(); err == nil {
-		if err := decodeBatchKeys(kv, out); err != nil {
+		if err := record.DecodeBatchKeys(kv, out); err != nil {
 			return nil, fmt.Errorf("export batch %s/%d: %w", root, start.Unix(), err)
 		}
 	}
@@ -301,7 +268,7 @@ func (s *Store) CompleteBatch(ctx context.Context, b *exporter.Batch, leaseName,
 		return fmt.Errorf("export batch: %w", err)
 	}
 	keys := []string{s.xKey("lease:" + leaseName), s.xKey("batches:" + b.Root), s.xKey("batchkeys:" + b.Root), s.xKey("eventseq"), s.xKey("events")}
-	args := append([]any{owner, batchField(b.Start), sum, encodeBatchKeys(b)}, evs...)
+	args := append([]any{owner, batchField(b.Start), sum, record.EncodeBatchKeys(b)}, evs...)
 	res, err := completeBatchScript.Run(ctx, s.rdb, keys, args...).Text()
 	if err == nil && res == "lost" {
 		err = exporter.ErrLeaseLost
