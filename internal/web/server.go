@@ -125,7 +125,6 @@ func Serve(ln net.Listener, h http.Handler) *Server {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          nil,
 	}}
 }
 

@@ -39,8 +39,6 @@ type Options struct {
 	// LockTimeout is how long Open waits for another process's lock
 	// (bbolt allows one process per file). Zero waits one second.
 	LockTimeout time.Duration
-	// MaxBatchDelay bounds how long a write waits to share a transaction.
-	MaxBatchDelay time.Duration
 	// ReadOnly opens the file without taking the write lock.
 	ReadOnly bool
 }
@@ -50,7 +48,7 @@ type Options struct {
 var ErrLocked = errors.New("store is locked by another process")
 
 var allBuckets = [][]byte{
-	bucketExposures, bucketExposuresCreated, bucketExposuresRevised,
+	bucketExposures, bucketExposuresRevised,
 	bucketAuthorities, bucketApps, bucketKeysets,
 	bucketExportConfigs, bucketExportBatches, bucketExportBatchKeys, bucketExportLeases, bucketExportEvents,
 	bucketVerRealms, bucketVerAPIKeys, bucketVerCodes, bucketVerCodeHashes, bucketVerHashExpiry,
@@ -78,9 +76,6 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	if opts.MaxBatchDelay > 0 {
-		db.MaxBatchDelay = opts.MaxBatchDelay
 	}
 	if !opts.ReadOnly {
 		err = db.Update(func(tx *bbolt.Tx) error {

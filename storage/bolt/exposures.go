@@ -25,9 +25,6 @@ var (
 	bucketExposures = []byte("exposures")
 	// exposures_revised: revised at (8 bytes) ‖ location → empty.
 	bucketExposuresRevised = []byte("exposures_revised")
-	// exposures_created is the index of an earlier layout, kept empty so old
-	// files open.
-	bucketExposuresCreated = []byte("exposures_created")
 )
 
 const locLen = 16
@@ -229,8 +226,8 @@ func (d *DB) Exposure(ctx context.Context, key [keyserver.KeyLength]byte) (*keys
 var ErrBadRecord = record.ErrBadRecord
 
 // ExposuresCreated calls fn for every exposure created in [from, to), in
-// creation order. Records that cannot be decoded are skipped and counted in
-// the returned number. It stops at fn's first error.
+// creation order. Records that cannot be decoded are skipped (ScanCreated
+// counts them). It stops at fn's first error.
 func (d *DB) ExposuresCreated(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) error {
 	_, err := d.ScanCreated(ctx, from, to, fn)
 	return err

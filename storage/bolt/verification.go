@@ -57,8 +57,8 @@ func NewVerificationStore(db *DB) *VerificationStore { return &VerificationStore
 const maxGroupCommit = 1000
 
 // groupCommit runs write functions in shared transactions, one fsync for
-// many writes, without waiting for a timer (bbolt's Batch waits
-// MaxBatchDelay, 10 ms by default, on every write). A write joins the queue;
+// many writes, without waiting for a timer (bbolt's Batch waits 10 ms by
+// default on every write). A write joins the queue;
 // if no commit is running its caller leads: it commits everything queued in
 // one transaction; writes that queued meanwhile go into the next commit, led
 // by the first of them. Within a transaction the functions run one after
