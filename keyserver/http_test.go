@@ -52,6 +52,10 @@ func TestPublishHTTPBadBodies(t *testing.T) {
 	}{
 		{"wrong content type", "text/plain", valid, http.StatusUnsupportedMediaType},
 		{"no content type", "", valid, http.StatusUnsupportedMediaType},
+		{"a type that only starts like JSON", "application/jsonx", valid, http.StatusUnsupportedMediaType},
+		{"a JSON suffix type", "application/json-patch+json", valid, http.StatusUnsupportedMediaType},
+		{"JSON in another charset", "application/json; charset=iso-8859-1", valid, http.StatusUnsupportedMediaType},
+		{"malformed media type", "application/json; charset", valid, http.StatusUnsupportedMediaType},
 		{"empty body", "application/json", nil, http.StatusBadRequest},
 		{"70 KB body", "application/json", append(append([]byte(`{"padding":"`), bytes.Repeat([]byte("a"), 70_000)...), `"}`...), http.StatusRequestEntityTooLarge},
 		{"unknown field", "application/json", []byte(`{"temporaryExposureKeys":[],"surprise":1}`), http.StatusBadRequest},
@@ -80,6 +84,13 @@ func TestPublishHTTPBadBodies(t *testing.T) {
 	rec, resp := post(h, "application/json; charset=utf-8", lower, nil)
 	if rec.Code != http.StatusOK || resp.InsertedExposures != 2 {
 		t.Fatalf("valid publish: %d %+v", rec.Code, resp)
+	}
+	// The media type is case-insensitive and may carry parameters.
+	for _, ct := range []string{"application/json", "Application/JSON;charset=UTF-8", "application/json; profile=x"} {
+		rec, resp := post(h, ct, mustJSON(f.request(f.dailyKeys(2), certOpts{})), nil)
+		if rec.Code != http.StatusOK || resp.InsertedExposures != 2 {
+			t.Errorf("Content-Type %q: %d %+v", ct, rec.Code, resp)
+		}
 	}
 }
 

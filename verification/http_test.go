@@ -153,6 +153,10 @@ func TestHTTPRefusals(t *testing.T) {
 		// Decoding.
 		{"verify text/plain", "POST", api.VerifyPath, device, "text/plain", jsonBody(api.VerifyCodeRequest{VerificationCode: likely.Code}), 400, api.ErrUnparsableRequest},
 		{"verify no content type", "POST", api.VerifyPath, device, "", jsonBody(api.VerifyCodeRequest{VerificationCode: likely.Code}), 400, api.ErrUnparsableRequest},
+		{"verify application/jsonx", "POST", api.VerifyPath, device, "application/jsonx", jsonBody(api.VerifyCodeRequest{VerificationCode: likely.Code}), 400, api.ErrUnparsableRequest},
+		{"verify JSON in another charset", "POST", api.VerifyPath, device, "application/json; charset=utf-16", jsonBody(api.VerifyCodeRequest{VerificationCode: likely.Code}), 400, api.ErrUnparsableRequest},
+		{"certificate application/jsonp", "POST", api.CertificatePath, device, "application/jsonp", jsonBody(api.VerificationCertificateRequest{VerificationToken: tok, ExposureKeyHMAC: mac}), 400, api.ErrUnparsableRequest},
+		{"issue application/json-patch+json", "POST", api.IssuePath, admin, "application/json-patch+json", issue(api.IssueCodeRequest{TestType: "confirmed"}), 400, api.ErrUnparsableRequest},
 		{"verify malformed", "POST", api.VerifyPath, device, ct, []byte(`{"code":`), 400, api.ErrUnparsableRequest},
 		{"verify empty body", "POST", api.VerifyPath, device, ct, nil, 400, api.ErrUnparsableRequest},
 		{"verify unknown field", "POST", api.VerifyPath, device, ct, []byte(`{"code":"` + likely.Code + `","extra":1}`), 400, api.ErrUnparsableRequest},
@@ -237,8 +241,9 @@ func TestHTTPRefusals(t *testing.T) {
 			}
 		})
 	}
-	// After all that, the codes involved still work as before.
-	if r := h.post(api.VerifyPath, device, api.VerifyCodeRequest{VerificationCode: likely.Code}); r.status != 200 {
+	// After all that, the codes involved still work as before (and the media
+	// type is case-insensitive and may carry a UTF-8 charset).
+	if r := h.do("POST", api.VerifyPath, device, "Application/JSON; charset=UTF-8", jsonBody(api.VerifyCodeRequest{VerificationCode: likely.Code})); r.status != 200 {
 		t.Errorf("the likely code after the refusals: %d %s", r.status, r.raw)
 	}
 	if r := h.post(api.CertificatePath, device, api.VerificationCertificateRequest{VerificationToken: tok, ExposureKeyHMAC: mac}); r.status != 200 {

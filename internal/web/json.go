@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -28,8 +29,7 @@ func (e *DecodeError) Error() string { return e.Msg }
 // application/json, the body at most MaxBodyBytes, unknown fields and
 // trailing data are refused. Field names match case-insensitively.
 func DecodeJSON(c echo.Context, v any) error {
-	ct := c.Request().Header.Get(echo.HeaderContentType)
-	if !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+	if !isJSONContentType(c.Request().Header.Get(echo.HeaderContentType)) {
 		return &DecodeError{Status: http.StatusUnsupportedMediaType, Msg: "content type must be application/json"}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, MaxBodyBytes))
@@ -41,6 +41,19 @@ func DecodeJSON(c echo.Context, v any) error {
 		return &DecodeError{Status: http.StatusBadRequest, Msg: "reading body failed"}
 	}
 	return UnmarshalStrict(body, v)
+}
+
+// isJSONContentType reports whether ct is the media type application/json,
+// with or without parameters; a charset, if given, must be UTF-8. The type
+// is parsed, not prefix-matched: application/jsonx is another type.
+func isJSONContentType(ct string) bool {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	// JSON is UTF-8 (RFC 8259); a body declared otherwise would be misread.
+	cs, ok := params["charset"]
+	return !ok || strings.EqualFold(cs, "utf-8")
 }
 
 // UnmarshalStrict decodes exactly one JSON object from body into v, refusing
