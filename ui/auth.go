@@ -133,7 +133,6 @@ type accountPage struct {
 	PasswordError  string
 	PasswordNotice string
 	TimeZone       string
-	ZoneError      string
 	ZoneNotice     string
 	HasTOTP        bool
 	TOTPAvailable  bool
@@ -183,19 +182,6 @@ func (h *Handler) changePassword(c echo.Context, st *state) error {
 		return c.Redirect(http.StatusSeeOther, Prefix+"/")
 	}
 	return c.Redirect(http.StatusSeeOther, Prefix+"/account?done=password")
-}
-
-func (h *Handler) setTimeZone(c echo.Context, st *state) error {
-	if _, err := h.acct.SetTimeZone(c.Request().Context(), st.user, c.FormValue("timezone")); err != nil {
-		msg := userMessage(err)
-		if msg == "" {
-			return h.fail(c, st, err)
-		}
-		p := h.accountData(st)
-		p.ZoneError, p.TimeZone = msg, c.FormValue("timezone")
-		return h.render(c, http.StatusBadRequest, "account", st, "Your account", p)
-	}
-	return c.Redirect(http.StatusSeeOther, Prefix+"/account?done=zone")
 }
 
 type totpSetupPage struct {

@@ -255,7 +255,7 @@ func (h *Handler) parseUpload(c echo.Context, st *state, tz int) (rows []bulkRow
 // bulk is the no-script path: the file is issued at once and the answer is
 // the results file itself.
 func (h *Handler) bulk(c echo.Context, st *state) error {
-	tz := h.tzOffset(c, st)
+	tz := h.zoneOffset(st, c.FormValue("zone"))
 	rows, msg, err := h.parseUpload(c, st, tz)
 	if err != nil {
 		return h.fail(c, st, err)
@@ -268,10 +268,10 @@ func (h *Handler) bulk(c echo.Context, st *state) error {
 		results[i] = h.issueOne(c, st, r, tz)
 	}
 	var buf bytes.Buffer
-	if err := writeResults(&buf, results, location(st.user)); err != nil {
+	if err := writeResults(&buf, results, st.loc); err != nil {
 		return h.fail(c, st, err)
 	}
-	name := fmt.Sprintf("candor-codes-%s-%s.csv", st.realm.Name, h.opts.Now().In(location(st.user)).Format("2006-01-02-1504"))
+	name := fmt.Sprintf("candor-codes-%s-%s.csv", st.realm.Name, h.opts.Now().In(st.loc).Format("2006-01-02-1504"))
 	c.Response().Header().Set(echo.HeaderContentDisposition, `attachment; filename="`+name+`"`)
 	return c.Blob(http.StatusOK, "text/csv; charset=utf-8", buf.Bytes())
 }
@@ -283,7 +283,7 @@ type jsonError struct {
 // bulkParse (script) parses the uploaded file and returns its rows, which
 // the script then sends to bulkIssue in small batches, showing progress.
 func (h *Handler) bulkParse(c echo.Context, st *state) error {
-	rows, msg, err := h.parseUpload(c, st, h.tzOffset(c, st))
+	rows, msg, err := h.parseUpload(c, st, h.zoneOffset(st, c.FormValue("zone")))
 	if err != nil {
 		h.log.ErrorContext(c.Request().Context(), "ui: bulk parse", "err", err)
 		return c.JSON(http.StatusInternalServerError, jsonError{"internal error"})
@@ -295,8 +295,9 @@ func (h *Handler) bulkParse(c echo.Context, st *state) error {
 }
 
 type bulkIssueRequest struct {
-	Rows     []bulkRow `json:"rows"`
-	TZOffset *int      `json:"tzOffset"`
+	Rows []bulkRow `json:"rows"`
+	// Zone is the time zone the bulk page was shown in.
+	Zone string `json:"zone"`
 }
 
 // bulkIssue (script) issues a batch of rows from bulkParse.
@@ -311,10 +312,7 @@ func (h *Handler) bulkIssue(c echo.Context, st *state) error {
 	if err := dec.Decode(&req); err != nil || len(req.Rows) == 0 || len(req.Rows) > maxBulkBatch {
 		return c.JSON(http.StatusBadRequest, jsonError{fmt.Sprintf("send 1 to %d rows", maxBulkBatch)})
 	}
-	tz := h.tzOffset(c, st)
-	if req.TZOffset != nil && *req.TZOffset >= verification.MinTZOffset && *req.TZOffset <= verification.MaxTZOffset {
-		tz = *req.TZOffset
-	}
+	tz := h.zoneOffset(st, req.Zone)
 	results := make([]bulkResult, len(req.Rows))
 	for i, r := range req.Rows {
 		results[i] = h.issueOne(c, st, r, tz)

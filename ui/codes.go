@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -25,18 +24,6 @@ func (h *Handler) caller(st *state) *verification.Caller {
 	}}
 }
 
-// tzOffset is the issuer's offset from UTC in minutes: the browser's when
-// the script sent it (form field tzOffset), else the user's time zone's.
-func (h *Handler) tzOffset(c echo.Context, st *state) int {
-	if v := c.FormValue("tzOffset"); v != "" {
-		if n, err := strconv.Atoi(v); err == nil && n >= verification.MinTZOffset && n <= verification.MaxTZOffset {
-			return n
-		}
-	}
-	_, off := h.opts.Now().In(location(st.user)).Zone()
-	return off / 60
-}
-
 // newFormUUID returns a random UUID (version 4) for one issue form: sending
 // the form twice (a reload) issues one code, not two.
 func newFormUUID() string {
@@ -51,21 +38,28 @@ type issueForm struct {
 	UUID                            string
 	TestTypes                       []string
 	TestType, SymptomDate, TestDate string
-	Today, Oldest                   string
-	RequireDate                     bool
-	ShortLife, LongLife             time.Duration
-	Error                           string
-	FieldErrors                     map[string]string
+	// Zone is the time zone the dates are in, sent back with the form.
+	Zone string
+	// Today and Oldest bound the dates (YYYY-MM-DD); TodayText is today
+	// in words.
+	Today, Oldest, TodayText string
+	RequireDate              bool
+	ShortLife, LongLife      time.Duration
+	Error                    string
+	FieldErrors              map[string]string
 	// Repeated is set when the form was already sent: its code was shown then.
 	Repeated string
 }
 
-func (h *Handler) newIssueForm(c echo.Context, st *state) issueForm {
-	tz := h.tzOffset(c, st)
+// newIssueForm is the issue form with today, the date bounds and the
+// prefilled test date in the issuer's zone at offset tz (zoneOffset): the
+// zone its submission is checked in.
+func (h *Handler) newIssueForm(st *state, tz int) issueForm {
 	today := verification.LocalDay(h.opts.Now(), tz)
 	return issueForm{
-		UUID: newFormUUID(), TestTypes: st.realm.TestTypes, TestType: st.realm.TestTypes[0],
+		UUID: newFormUUID(), TestTypes: st.realm.TestTypes, TestType: st.realm.TestTypes[0], Zone: st.loc.String(),
 		TestDate: today.Format(verification.DateLayout), Today: today.Format(verification.DateLayout),
+		TodayText:   today.Format("Monday 2 January 2006"),
 		Oldest:      today.AddDate(0, 0, -h.opts.MaxDateAgeDays).Format(verification.DateLayout),
 		RequireDate: st.realm.RequireDate, ShortLife: st.realm.ShortCodeLifetime, LongLife: st.realm.LongCodeLifetime,
 		FieldErrors: map[string]string{},
@@ -73,7 +67,7 @@ func (h *Handler) newIssueForm(c echo.Context, st *state) issueForm {
 }
 
 func (h *Handler) issueForm(c echo.Context, st *state) error {
-	return h.render(c, http.StatusOK, "issue", st, "Issue a code", h.newIssueForm(c, st))
+	return h.render(c, http.StatusOK, "issue", st, "Issue a code", h.newIssueForm(st, h.zoneOffset(st, "")))
 }
 
 type issuedPage struct {
@@ -86,14 +80,14 @@ type issuedPage struct {
 }
 
 func (h *Handler) issue(c echo.Context, st *state) error {
-	f := h.newIssueForm(c, st)
+	tz := h.zoneOffset(st, c.FormValue("zone"))
+	f := h.newIssueForm(st, tz)
 	f.TestType = c.FormValue("testType")
 	f.SymptomDate = strings.TrimSpace(c.FormValue("symptomDate"))
 	f.TestDate = strings.TrimSpace(c.FormValue("testDate"))
 	if u := c.FormValue("uuid"); u != "" {
 		f.UUID = u
 	}
-	tz := h.tzOffset(c, st)
 	now := h.opts.Now()
 	// Check the dates here to say which field is wrong.
 	for _, d := range []struct{ field, label, value string }{{"symptomDate", "The symptom onset date", f.SymptomDate}, {"testDate", "The test date", f.TestDate}} {

@@ -26,7 +26,8 @@ type view struct {
 	CSRF   string
 	Assets map[string]string
 	Data   any
-	loc    *time.Location
+	// loc is the time zone of every date and time on the page.
+	loc *time.Location
 }
 
 // SignedIn reports whether the page is shown to a complete session.
@@ -53,7 +54,8 @@ func (v *view) Current(p string) string {
 	return ""
 }
 
-// Time formats t in the user's time zone.
+// Time formats t in the page's time zone, with the zone: a time without
+// its zone is read in the reader's own.
 func (v *view) Time(t time.Time) string {
 	if t.IsZero() {
 		return "—"
@@ -61,10 +63,10 @@ func (v *view) Time(t time.Time) string {
 	return t.In(v.loc).Format("2 Jan 2006, 15:04 MST")
 }
 
-// Clock formats t as a time of day in the user's time zone.
-func (v *view) Clock(t time.Time) string { return t.In(v.loc).Format("15:04") }
+// Clock formats t as a time of day in the page's time zone, with the zone.
+func (v *view) Clock(t time.Time) string { return t.In(v.loc).Format("15:04 MST") }
 
-// Zone names the user's time zone.
+// Zone names the page's time zone (IANA name).
 func (v *view) Zone() string { return v.loc.String() }
 
 // templateFuncs are the functions the templates use.
@@ -130,12 +132,22 @@ func testTypeName(t string) string {
 
 // location is the user's time zone; UTC when unset or unknown.
 func location(u *account.User) *time.Location {
-	if u != nil && u.TimeZone != "" {
-		if l, err := time.LoadLocation(u.TimeZone); err == nil {
+	if u != nil {
+		if l, ok := loadZone(u.TimeZone); ok {
 			return l
 		}
 	}
 	return time.UTC
+}
+
+// loadZone loads an IANA time zone by name. "" and "Local" are refused:
+// they would mean UTC or the server's zone, never the health worker's.
+func loadZone(name string) (*time.Location, bool) {
+	if name == "" || name == "Local" {
+		return nil, false
+	}
+	l, err := time.LoadLocation(name)
+	return l, err == nil
 }
 
 // render executes page name with data inside the layout.
@@ -148,8 +160,11 @@ func (h *Handler) render(c echo.Context, status int, name string, st *state, tit
 	if st != nil && st.sess != nil {
 		v.CSRF = st.sess.CSRF
 	}
+	if st != nil && st.loc != nil {
+		v.loc = st.loc
+	}
 	if st != nil && st.sess != nil && !st.sess.PendingTOTP {
-		v.User, v.Realms, v.loc = st.user, st.realms, location(st.user)
+		v.User, v.Realms = st.user, st.realms
 		if st.realm != nil {
 			v.Realm = st.realm.Name
 			v.Role = st.user.RoleIn(st.realm.Name)

@@ -181,6 +181,7 @@ func (h *Handler) Register(e *echo.Echo) {
 
 	g.GET("/account", h.page(signedIn, h.accountPage))
 	g.POST("/account/password", h.page(signedIn, h.changePassword))
+	g.GET("/account/timezone", h.page(signedIn, h.zoneForm))
 	g.POST("/account/timezone", h.page(signedIn, h.setTimeZone))
 	g.GET("/account/totp", h.page(signedIn, h.totpSetup))
 	g.POST("/account/totp", h.page(signedIn, h.totpConfirm))
@@ -294,6 +295,9 @@ type state struct {
 	realm *verification.Realm
 	// realms the user can switch to.
 	realms []string
+	// loc is the time zone of the dates the user enters and the times they
+	// see: the user's own, or the one a submitted form was shown in.
+	loc *time.Location
 }
 
 const stateKey = "candor.ui"
@@ -319,7 +323,7 @@ func (h *Handler) load(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return h.fail(c, st, err)
 		}
-		st.token, st.sess, st.user = tok, sess, u
+		st.token, st.sess, st.user, st.loc = tok, sess, u, location(u)
 		if err := h.resolveRealm(c.Request().Context(), st); err != nil {
 			return h.fail(c, st, err)
 		}
@@ -412,6 +416,11 @@ func (h *Handler) page(need access, fn func(echo.Context, *state) error) echo.Ha
 		}
 		if st.user.MustChangePassword && c.Path() != Prefix+"/account" && c.Path() != Prefix+"/account/password" {
 			return c.Redirect(http.StatusSeeOther, Prefix+"/account")
+		}
+		// Dates are entered in the user's time zone, so it is asked for
+		// (filled in from the browser) before the first page that needs it.
+		if st.user.TimeZone == "" && need != signedIn && r.Method == http.MethodGet {
+			return c.Redirect(http.StatusSeeOther, Prefix+"/account/timezone?next="+url.QueryEscape(r.URL.RequestURI()))
 		}
 		var ok bool
 		switch need {

@@ -71,7 +71,12 @@ func newFixture(t *testing.T, mod ...func(*Options)) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, ctx: context.Background(), logs: &lockedBuffer{}, now: time.Now()}
-	if f.ver, err = verification.New(f.ctx, bolt.NewVerificationStore(db), db, master, verification.Options{LinkBase: func() string { return "https://verify.example" }}); err != nil {
+	var opts Options
+	for _, m := range mod {
+		m(&opts)
+	}
+	// The UI and the verification service share the clock.
+	if f.ver, err = verification.New(f.ctx, bolt.NewVerificationStore(db), db, master, verification.Options{LinkBase: func() string { return "https://verify.example" }, Now: opts.Now}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.ver.CreateRealm(f.ctx, verification.Realm{Name: "wa", Region: "US-WA"}); err != nil {
@@ -92,10 +97,7 @@ func newFixture(t *testing.T, mod ...func(*Options)) *fixture {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts := Options{Accounts: f.acct, Verification: f.ver, Log: log}
-	for _, m := range mod {
-		m(&opts)
-	}
+	opts.Accounts, opts.Verification, opts.Log = f.acct, f.ver, log
 	h, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +187,9 @@ func (f *fixture) signIn(email string, role account.Role) *browser {
 	}
 	if st, body := b.post("/ui/account/password", url.Values{"current": {otp}, "new": {"correct horse battery staple"}, "confirm": {"correct horse battery staple"}}); st != 200 || strings.Contains(body, "Choose your own password") {
 		f.t.Fatalf("choose password: %d\n%s", st, body)
+	}
+	if st, body := b.post("/ui/account/timezone", url.Values{"timezone": {"UTC"}}); st != 200 || strings.Contains(body, "<h1>Your time zone</h1>") {
+		f.t.Fatalf("choose time zone: %d\n%s", st, body)
 	}
 	return b
 }
@@ -689,7 +694,7 @@ func TestBulkScriptEndpoints(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &parsed); st != 200 || err != nil || len(parsed.Rows) != 3 {
 		t.Fatalf("parse: %d %s", st, body)
 	}
-	reqBody, _ := json.Marshal(map[string]any{"rows": parsed.Rows, "tzOffset": 60})
+	reqBody, _ := json.Marshal(map[string]any{"rows": parsed.Rows, "zone": "Europe/Berlin"})
 	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/ui/bulk/issue", bytes.NewReader(reqBody))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-CSRF-Token", token)

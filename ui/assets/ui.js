@@ -1,6 +1,6 @@
 // Candor verification UI: progressive enhancement only. Every page works
 // without this script; it adds the live expiry countdown, copy buttons,
-// the browser's time zone, and a progress bar (with resume) for bulk
+// the device's time zone, and a progress bar (with resume) for bulk
 // issuing. No inline script, no third-party code.
 (function () {
   "use strict";
@@ -13,9 +13,21 @@
   $$(".js-only").forEach(function (el) { el.hidden = false; });
   $$(".no-js-hint").forEach(function (el) { el.hidden = true; });
 
-  // The device's offset from UTC in minutes east, for dates "today".
-  var tzOffset = -new Date().getTimezoneOffset();
-  $$("input[data-tz-offset]").forEach(function (el) { el.value = String(tzOffset); });
+  // The device's time zone (IANA name). The server renders and checks
+  // dates in the account's zone; the device's only fills in the time-zone
+  // question and warns when the two differ.
+  var deviceZone = "";
+  try { deviceZone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { deviceZone = ""; }
+  $$("input[data-device-zone-fill]").forEach(function (input) {
+    if (input.value || !deviceZone) { return; }
+    input.value = deviceZone;
+    $$("[data-device-filled]").forEach(function (el) { el.hidden = false; });
+  });
+  $$("[data-zone-check]").forEach(function (el) {
+    if (!deviceZone || deviceZone === el.getAttribute("data-zone-check")) { return; }
+    $$("[data-device-zone]", el).forEach(function (s) { s.textContent = deviceZone; });
+    el.hidden = false;
+  });
 
   var announcer = $("[data-announce]");
   function announce(text) {
@@ -73,11 +85,10 @@
 
   // "Use this device's time zone".
   $$("button[data-fill-zone]").forEach(function (b) {
-    var zone = "";
-    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zone = ""; }
-    if (!zone) { b.hidden = true; return; }
-    b.textContent = "Use this device's time zone (" + zone + ")";
-    b.addEventListener("click", function () { var input = document.getElementById(b.getAttribute("data-fill-zone")); input.value = zone; input.focus(); });
+    var input = document.getElementById(b.getAttribute("data-fill-zone"));
+    if (!deviceZone || input.value === deviceZone) { b.hidden = true; return; }
+    b.textContent = "Use this device's time zone (" + deviceZone + ")";
+    b.addEventListener("click", function () { input.value = deviceZone; input.focus(); });
   });
 
   // Bulk issue: parse the file on the server, then issue in small batches,
@@ -89,6 +100,7 @@
 
   function bulk(form) {
     var csrf = $("input[name=csrf]", form).value;
+    var zone = $("input[name=zone]", form).value;
     var box = $("#bulk-progress"), bar = $("#bulk-bar"), status = $("#bulk-status");
     var resume = $("#bulk-resume"), done = $("#bulk-done"), download = $("#bulk-download"), failures = $("#bulk-failures");
     var rows = [], results = [], next = 0, running = false;
@@ -126,7 +138,7 @@
       fetch("/ui/bulk/issue", {
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-        body: JSON.stringify({ rows: batch, tzOffset: tzOffset })
+        body: JSON.stringify({ rows: batch, zone: zone })
       })
         .then(function (res) {
           if (res.status === 401 || res.status === 403) {
