@@ -85,6 +85,48 @@ func (c *Code) ExpiresFor(kind CodeKind) time.Time {
 // hashes are stored (not claimed, not removed).
 func (c *Code) Hashed() bool { return c.ShortHash != (Hash{}) || c.LongHash != (Hash{}) }
 
+// StoredTimeUnit is the coarseness of every stored time of a code that can
+// no longer be redeemed and of a used token: the key server's publish
+// window, so that no stored time orders claims or tokens finer than the
+// uploads they led to.
+const StoredTimeUnit = time.Hour
+
+// Spent returns what is kept of a code once it can no longer be redeemed
+// (claimed, or both hashes removed after expiry): what checkcodestatus, the
+// UUID check, the code page and the record's retention need. Every time is
+// truncated to StoredTimeUnit; the dates (which the keys' days since onset
+// would match) and the issuing key are dropped. Counts are in the stats.
+func (c *Code) Spent() *Code {
+	return &Code{
+		Realm:         c.Realm,
+		UUID:          c.UUID,
+		TestType:      c.TestType,
+		IssuedAt:      CoarseTime(c.IssuedAt),
+		ExpiresAt:     CoarseTime(c.ExpiresAt),
+		LongExpiresAt: CoarseTime(c.LongExpiresAt),
+		Claimed:       c.Claimed,
+		ClaimedAt:     CoarseTime(c.ClaimedAt),
+	}
+}
+
+// CoarseTime truncates t to StoredTimeUnit, in UTC; the zero time stays zero.
+func CoarseTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.Truncate(StoredTimeUnit).UTC()
+}
+
+// CoarseTimeAfter rounds t up to StoredTimeUnit: for a time a record must
+// be kept until, such as a used token's expiry.
+func CoarseTimeAfter(t time.Time) time.Time {
+	c := CoarseTime(t)
+	if c.Before(t) {
+		c = c.Add(StoredTimeUnit)
+	}
+	return c
+}
+
 // Alphabets of the codes.
 const (
 	shortCodeAlphabet = "0123456789"
@@ -201,16 +243,15 @@ func normalizeUUID(s string) (string, error) {
 	return u, nil
 }
 
-// newUUID returns a random time-ordered UUID (version 7): 48 bits of Unix
-// milliseconds, then random bits. Time order keeps store inserts local.
-func newUUID(r io.Reader, now time.Time) (string, error) {
+// newUUID returns a random UUID (version 4). Not version 7: the UUID is the
+// tracking ID a health worker ties to a person, and a millisecond issue time
+// inside it would be a fine time in every record and index it keys.
+func newUUID(r io.Reader) (string, error) {
 	var b [16]byte
-	if _, err := io.ReadFull(r, b[6:]); err != nil {
+	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return "", fmt.Errorf("uuid: %w", err)
 	}
-	ms := uint64(now.UnixMilli())
-	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
-	b[6] = b[6]&0x0f | 0x70
+	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
 }

@@ -113,15 +113,18 @@ func TestKeyedHashSeparatesParts(t *testing.T) {
 	}
 }
 
+// Server-made UUIDs are version 4: all random, no issue time in them.
 func TestUUIDs(t *testing.T) {
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	u1, err := newUUID(rand.Reader, now)
+	u1, err := newUUID(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u2, _ := newUUID(rand.Reader, now.Add(time.Millisecond))
-	if !uuidRE.MatchString(u1) || u1[14] != '7' || u1 >= u2 {
-		t.Errorf("uuids %s %s: want v7, time-ordered", u1, u2)
+	if !uuidRE.MatchString(u1) || u1[14] != '4' || !strings.ContainsAny(u1[19:20], "89ab") {
+		t.Errorf("uuid %s: want version 4, variant 10", u1)
+	}
+	zero, _ := newUUID(bytes.NewReader(make([]byte, 16)))
+	if zero != "00000000-0000-4000-8000-000000000000" {
+		t.Errorf("uuid from zero bytes %s: every bit but version and variant must be random", zero)
 	}
 	if got, err := normalizeUUID(" " + strings.ToUpper(u1) + " "); err != nil || got != u1 {
 		t.Errorf("normalizeUUID = %q, %v", got, err)

@@ -536,7 +536,7 @@ func (s *Service) Issue(ctx context.Context, c *Caller, req *api.IssueCodeReques
 		if uuid, err = normalizeUUID(req.UUID); err != nil {
 			return nil, err
 		}
-	} else if uuid, err = newUUID(s.opts.Rand, now); err != nil {
+	} else if uuid, err = newUUID(s.opts.Rand); err != nil {
 		return nil, internal("uuid", err)
 	}
 	for range maxIssueAttempts {

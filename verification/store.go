@@ -86,8 +86,9 @@ type CodeStore interface {
 	// ClaimCode atomically redeems the code of realm whose hash is h: when
 	// it is indexed, unclaimed and its matched kind has not expired at now,
 	// it is marked claimed at now, both its hashes are removed from the
-	// index and the record, a claim is counted in now's UTC day, and the
-	// claimed code is returned. Of concurrent claims of one code exactly one
+	// index and the record, a claim is counted in now's UTC day, the record
+	// keeps only its Spent form, and the claimed code as it was issued
+	// (with ClaimedAt now) is returned. Of concurrent claims of one code exactly one
 	// succeeds; the others get ErrNotFound, as for an unknown or used code.
 	// An expired code gives ErrExpired and is left as it is.
 	ClaimCode(ctx context.Context, realm string, h Hash, now time.Time) (*Code, error)
@@ -98,22 +99,24 @@ type CodeStore interface {
 	// claimed code, ErrExpired for one whose long code already expired.
 	ExpireCode(ctx context.Context, realm, uuid string, now time.Time) (*Code, error)
 	// RemoveExpiredCodes removes from the index and the records every short
-	// or long code hash that expired before hashesBefore (counting a code
-	// whose last hash goes unclaimed as expired, on the UTC day of its long
-	// expiry), and deletes the records of codes whose long expiry is before
-	// recordsBefore. It returns the numbers of hashes and records removed.
+	// or long code hash that expired before hashesBefore (a code whose last
+	// hash goes unclaimed is counted as expired, on the UTC day of its long
+	// expiry, and keeps only its Spent form), and deletes the records of
+	// codes whose (stored) long expiry is before recordsBefore. It returns the numbers of hashes and records removed.
 	RemoveExpiredCodes(ctx context.Context, hashesBefore, recordsBefore time.Time) (hashes, records int, err error)
 }
 
-// TokenStore remembers used verification tokens until they expire.
+// TokenStore remembers used verification tokens until they expire. It
+// stores a token's expiry rounded up to StoredTimeUnit (CoarseTimeAfter),
+// never the exact time, which is the claim time plus the token lifetime.
 type TokenStore interface {
 	// ClaimToken atomically records token jti of realm, which expires at
 	// expires, as used, and counts a certificate in now's UTC day. Of
 	// concurrent claims of one token exactly one succeeds; the others, and
 	// every later claim until RemoveExpiredTokens forgets it, get ErrUsed.
 	ClaimToken(ctx context.Context, realm, jti string, expires, now time.Time) error
-	// RemoveExpiredTokens forgets used tokens that expired before before and
-	// returns how many.
+	// RemoveExpiredTokens forgets used tokens whose expiry, rounded up to
+	// StoredTimeUnit, is before before and returns how many.
 	RemoveExpiredTokens(ctx context.Context, before time.Time) (int, error)
 }
 

@@ -22,7 +22,8 @@ var (
 	bucketVerRealms = []byte("verification_realms")
 	// verification_apikeys: secret hash → APIKey JSON.
 	bucketVerAPIKeys = []byte("verification_apikeys")
-	// verification_codes: realm ‖ 0 ‖ uuid → Code JSON.
+	// verification_codes: realm ‖ 0 ‖ uuid → Code JSON; once the code can
+	// no longer be redeemed, only its Spent form (times to the hour).
 	bucketVerCodes = []byte("verification_codes")
 	// verification_code_hashes: realm ‖ 0 ‖ code hash → kind (1 byte) ‖ uuid.
 	bucketVerCodeHashes = []byte("verification_code_hashes")
@@ -30,9 +31,12 @@ var (
 	// kind ‖ realm ‖ 0 ‖ uuid → empty: when each indexed hash expires.
 	bucketVerHashExpiry = []byte("verification_code_hash_expiry")
 	// verification_code_expiry: long expiry ‖ realm ‖ 0 ‖ uuid → empty: the
-	// order in which records are deleted.
+	// order in which records are deleted (the record's long expiry, so to
+	// the hour once the code is spent).
 	bucketVerCodeExpiry = []byte("verification_code_expiry")
-	// verification_tokens_used: expiry ‖ realm ‖ 0 ‖ jti → empty.
+	// verification_tokens_used: expiry rounded up to the hour ‖ realm ‖ 0 ‖
+	// jti → 1. The hour, not the token's exact expiry, which is its claim
+	// time plus the token lifetime.
 	bucketVerTokensUsed = []byte("verification_tokens_used")
 	// verification_stats: realm ‖ 0 ‖ YYYY-MM-DD → Stats JSON.
 	bucketVerStats = []byte("verification_stats")
@@ -547,7 +551,7 @@ func (s *VerificationStore) ClaimCode(ctx context.Context, realm string, h verif
 			return err
 		}
 		c.Claimed, c.ClaimedAt = true, now.UTC()
-		if err := putCode(tx, c); err != nil {
+		if err := putSpent(tx, c); err != nil {
 			return err
 		}
 		if err := addStats(tx, realm, now, verification.Stats{CodesClaimed: 1}); err != nil {
@@ -619,6 +623,20 @@ func (s *VerificationStore) ExpireCode(ctx context.Context, realm, uuid string, 
 	return out, nil
 }
 
+// putSpent stores c, which can no longer be redeemed, in its Spent form,
+// moving its deletion entry to the coarse long expiry.
+func putSpent(tx *bbolt.Tx, c *verification.Code) error {
+	spent := c.Spent()
+	expiry := tx.Bucket(bucketVerCodeExpiry)
+	if err := expiry.Delete(codeExpiryKey(c)); err != nil {
+		return err
+	}
+	if err := expiry.Put(codeExpiryKey(spent), nil); err != nil {
+		return err
+	}
+	return putCode(tx, spent)
+}
+
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
 		return a
@@ -652,12 +670,13 @@ func (s *VerificationStore) RemoveExpiredCodes(ctx context.Context, hashesBefore
 		if err := unindexHashes(tx, c, kind); err != nil {
 			return err
 		}
-		if !c.Hashed() && !c.Claimed {
-			if err := addStats(tx, realm, c.LongExpiresAt, verification.Stats{CodesExpired: 1}); err != nil {
-				return err
-			}
+		if c.Hashed() || c.Claimed {
+			return putCode(tx, c)
 		}
-		return putCode(tx, c)
+		if err := addStats(tx, realm, c.LongExpiresAt, verification.Stats{CodesExpired: 1}); err != nil {
+			return err
+		}
+		return putSpent(tx, c)
 	})
 	if err != nil {
 		return hashes, 0, err
@@ -728,7 +747,7 @@ func (s *VerificationStore) ClaimToken(ctx context.Context, realm, jti string, e
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	key := nanoKey(expires, realmKey(realm, []byte(jti)))
+	key := nanoKey(verification.CoarseTimeAfter(expires), realmKey(realm, []byte(jti)))
 	var outcome error
 	err := s.group.update(s.db, func(tx *bbolt.Tx) error {
 		outcome = nil

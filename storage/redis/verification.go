@@ -30,21 +30,25 @@ import (
 //	<prefix>:{vr:R}:hashes             hash: hex code hash → "<kind>:<uuid>"
 //	<prefix>:{vr:R}:hashexp            sorted set: "<kind>:<uuid>:<hex hash>" by expiry (µs)
 //	<prefix>:{vr:R}:codeexp            sorted set: uuid by long expiry (µs)
-//	<prefix>:{vr:R}:tokens             sorted set: used token jti by expiry (µs)
+//	<prefix>:{vr:R}:tokens             sorted set: used token jti by expiry rounded up to the hour (µs)
 //	<prefix>:{vr:R}:stats:<YYYY-MM-DD> hash: counter → count
 //	<prefix>:{vr:R}:statdays           sorted set: days with counts, by day number
 //
 // A code record is a hash, not one JSON document, so that the scripts can
 // read and change its mutable parts: j (the Code as issued, JSON), exp and
 // lexp (expiry times), clm (claim time, when claimed), sh and lh (hex
-// hashes still indexed, empty once removed). Times the scripts compare are
+// hashes still indexed, empty once removed). Once the code can no longer be
+// redeemed (claimed, or its last hash removed after expiry), j, exp, lexp
+// and clm hold its Spent form, to the hour, and so do its codeexp score and
+// its Redis expiry time. Times the scripts compare are
 // 20-digit zero-padded Unix nanoseconds, whose string order is their time
 // order. Sorted-set scores are Unix microseconds (exact in a float64); the
 // scripts recheck the exact times.
 //
 // Redis TTLs back up the cleanup: a code record expires recordGrace after
-// its long code, a realm's used-token set tokenGrace after its last token,
-// even if RemoveExpiredCodes and RemoveExpiredTokens never run.
+// its long code, a realm's used-token set tokenGrace after its last token
+// (rounded up to the hour), even if RemoveExpiredCodes and
+// RemoveExpiredTokens never run.
 
 const (
 	recordGrace = 7 * 24 * time.Hour
@@ -503,16 +507,21 @@ func splitIndex(idx string) (verification.CodeKind, string, bool) {
 	return verification.CodeKind(idx[0] - '0'), idx[2:], true
 }
 
-// claimScript redeems a code whose hash index entry is still the expected
-// one. KEYS: hashes, hashexp, record, stats, statdays.
-// ARGV: hex hash, expected index entry, now, day, day number.
-var claimScript = goredis.NewScript(`
+// claimScript redeems a code whose hash index entry and issued record are
+// still the expected ones, and leaves its Spent form: the record as it was
+// is returned. KEYS: hashes, hashexp, record, stats, statdays, codeexp.
+// ARGV: hex hash, expected index entry, now, day, day number, expected j,
+// then the Spent form: j, clm; the record's coarse expiry times are
+// computed here from the ones the script checked.
+var claimScript = goredis.NewScript(scriptScore + scriptCoarse + `
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {'retry'} end
-local r = redis.call('HMGET', KEYS[3], 'exp', 'lexp', 'sh', 'lh', 'clm')
+local r = redis.call('HMGET', KEYS[3], 'exp', 'lexp', 'sh', 'lh', 'clm', 'j')
 if not r[1] or r[5] then return {'notfound'} end
+if r[6] ~= ARGV[6] then return {'retry'} end
 local e = r[1]
 if string.sub(ARGV[2], 1, 1) == '2' then e = r[2] end
 if not (ARGV[3] < e) then return {'expired'} end
+local out = redis.call('HGETALL', KEYS[3])
 local uuid = string.sub(ARGV[2], 3)
 if r[3] ~= '' then
   redis.call('HDEL', KEYS[1], r[3])
@@ -522,13 +531,51 @@ if r[4] ~= '' then
   redis.call('HDEL', KEYS[1], r[4])
   redis.call('ZREM', KEYS[2], '2:' .. uuid .. ':' .. r[4])
 end
-redis.call('HSET', KEYS[3], 'sh', '', 'lh', '', 'clm', ARGV[3])
+spend(KEYS[3], KEYS[6], uuid, ARGV[7], coarse(r[1]), coarse(r[2]), ARGV[3])
+redis.call('HSET', KEYS[3], 'sh', '', 'lh', '', 'clm', ARGV[8])
 redis.call('HINCRBY', KEYS[4], 'codesClaimed', 1)
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[4])
-local out = redis.call('HGETALL', KEYS[3])
 table.insert(out, 1, 'ok')
 return out
 `)
+
+// scriptCoarse holds the Lua helpers that keep a code's Spent form and
+// coarse Redis expiry times: coarse truncates a 20-digit nanosecond time to
+// the hour (StoredTimeUnit); expireAt sets a key's Redis expiry to secs
+// seconds from the server's clock, rounded up to the hour (flags: empty or
+// 'GT'); spend stores the Spent JSON and coarse expiry times, moves the
+// codeexp entry to the coarse long expiry and lets the record expire
+// recordGrace after it (now: the caller's time, as 20-digit nanoseconds).
+var scriptCoarse = fmt.Sprintf(`local function coarse(ns)
+  local sec = tonumber(string.sub(ns, 1, 11))
+  return string.format('%%011d000000000', sec - sec %% %[1]d)
+end
+local function expireAt(key, secs, flags)
+  local at = tonumber(redis.call('TIME')[1]) + secs
+  at = (at - at %% %[1]d + %[1]d) * 1000
+  if flags == '' then return redis.call('PEXPIREAT', key, at) end
+  return redis.call('PEXPIREAT', key, at, flags)
+end
+local function spend(record, codeexp, uuid, j, exp, lexp, now)
+  redis.call('HSET', record, 'j', j, 'exp', exp, 'lexp', lexp)
+  redis.call('ZADD', codeexp, score(lexp), uuid)
+  local left = tonumber(string.sub(lexp, 1, 11)) - tonumber(string.sub(now, 1, 11))
+  if left < 0 then left = 0 end
+  expireAt(record, left + %[2]d, '')
+end
+`, int64(verification.StoredTimeUnit/time.Second), int64(recordGrace/time.Second))
+
+// spentJSON is the j field of a code's Spent form, from the j it was issued
+// with.
+func spentJSON(j string, claimedAt time.Time) (string, error) {
+	var c verification.Code
+	if err := json.Unmarshal([]byte(j), &c); err != nil {
+		return "", fmt.Errorf("code record: %w", err)
+	}
+	c.Claimed, c.ClaimedAt = !claimedAt.IsZero(), claimedAt
+	b, err := json.Marshal(c.Spent())
+	return string(b), err
+}
 
 // maxScriptRetries bounds how often a script guarded by a value read just
 // before runs again after that value changed.
@@ -553,8 +600,20 @@ func (v *VerificationStore) ClaimCode(ctx context.Context, realm string, h verif
 		if !ok {
 			return nil, fmt.Errorf("claim code: bad index entry %q", idx)
 		}
-		keys := []string{hashes, v.realmKey(realm, "hashexp"), v.codeKey(realm, uuid), v.statsKey(realm, now), v.realmKey(realm, "statdays")}
-		res, err := claimScript.Run(ctx, v.s.rdb, keys, hx, idx, nsString(now), verification.UTCDay(now), dayNumber(now)).Slice()
+		j, err := v.s.rdb.HGet(ctx, v.codeKey(realm, uuid), "j").Result()
+		if isNil(err) {
+			return nil, fmt.Errorf("claim code: %w", verification.ErrNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("claim code: %w", err)
+		}
+		spent, err := spentJSON(j, now.UTC())
+		if err != nil {
+			return nil, fmt.Errorf("claim code: %w", err)
+		}
+		keys := []string{hashes, v.realmKey(realm, "hashexp"), v.codeKey(realm, uuid), v.statsKey(realm, now), v.realmKey(realm, "statdays"), v.realmKey(realm, "codeexp")}
+		res, err := claimScript.Run(ctx, v.s.rdb, keys, hx, idx, nsString(now), verification.UTCDay(now), dayNumber(now),
+			j, spent, nsString(verification.CoarseTime(now))).Slice()
 		if err != nil {
 			return nil, fmt.Errorf("claim code: %w", err)
 		}
@@ -570,6 +629,8 @@ func (v *VerificationStore) ClaimCode(ctx context.Context, realm string, h verif
 			if err != nil {
 				return nil, fmt.Errorf("claim code: %w", err)
 			}
+			c.Claimed, c.ClaimedAt = true, now.UTC()
+			c.ShortHash, c.LongHash = verification.Hash{}, verification.Hash{}
 			if err := v.s.wait(ctx); err != nil {
 				return nil, fmt.Errorf("claim code: %w", err)
 			}
@@ -640,11 +701,12 @@ func (v *VerificationStore) ExpireCode(ctx context.Context, realm, uuid string, 
 }
 
 // expireHashScript removes one expired hash of a code, counting the code
-// as expired unclaimed when it was its last. KEYS: record, hashes, hashexp,
-// stats of the record's long-expiry day, statdays. ARGV: member, before,
-// expected long expiry, day, day number. It returns 1 when the entry went,
-// 0 when it is not due, -1 when the record's long expiry changed.
-var expireHashScript = goredis.NewScript(`
+// as expired unclaimed, and leaving its Spent form, when it was its last.
+// KEYS: record, hashes, hashexp, stats of the record's long-expiry day,
+// statdays, codeexp. ARGV: member, before, expected long expiry, day, day
+// number, Spent JSON, uuid. It returns 1 when the entry went, 0 when it is
+// not due, -1 when the record's long expiry changed.
+var expireHashScript = goredis.NewScript(scriptScore + scriptCoarse + `
 local r = redis.call('HMGET', KEYS[1], 'exp', 'lexp', 'sh', 'lh', 'clm')
 local kind = string.sub(ARGV[1], 1, 1)
 if not r[1] then
@@ -666,6 +728,7 @@ if mine ~= '' then
   if other == '' and not r[5] then
     redis.call('HINCRBY', KEYS[4], 'codesExpired', 1)
     redis.call('ZADD', KEYS[5], ARGV[5], ARGV[4])
+    spend(KEYS[1], KEYS[6], ARGV[7], ARGV[6], coarse(r[1]), coarse(r[2]), ARGV[2])
   end
 end
 return 1
@@ -746,10 +809,12 @@ func (v *VerificationStore) removeExpiredHashes(ctx context.Context, realm strin
 		// the record's.
 		uuids := make([]string, len(members))
 		lexps := make([]*goredis.StringCmd, len(members))
+		js := make([]*goredis.StringCmd, len(members))
 		if _, err := v.s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for i, m := range members {
 				_, uuids[i], _ = splitIndex(m[:max(0, len(m)-65)])
 				lexps[i] = p.HGet(ctx, v.codeKey(realm, uuids[i]), "lexp")
+				js[i] = p.HGet(ctx, v.codeKey(realm, uuids[i]), "j") // fixed while the code is unclaimed
 			}
 			return nil
 		}); err != nil && !isNil(err) {
@@ -767,8 +832,14 @@ func (v *VerificationStore) removeExpiredHashes(ctx context.Context, realm strin
 						return total, err
 					}
 				}
-				keys := []string{v.codeKey(realm, uuids[i]), v.realmKey(realm, "hashes"), hashexp, v.statsKey(realm, day), v.realmKey(realm, "statdays")}
-				n, err := expireHashScript.Run(ctx, v.s.rdb, keys, m, nsString(before), lexp, verification.UTCDay(day), dayNumber(day)).Int()
+				spent := ""
+				if j := js[i].Val(); j != "" {
+					if spent, err = spentJSON(j, time.Time{}); err != nil {
+						return total, err
+					}
+				}
+				keys := []string{v.codeKey(realm, uuids[i]), v.realmKey(realm, "hashes"), hashexp, v.statsKey(realm, day), v.realmKey(realm, "statdays"), v.realmKey(realm, "codeexp")}
+				n, err := expireHashScript.Run(ctx, v.s.rdb, keys, m, nsString(before), lexp, verification.UTCDay(day), dayNumber(day), spent, uuids[i]).Int()
 				if err != nil {
 					return total, err
 				}
@@ -830,11 +901,12 @@ func (v *VerificationStore) removeExpiredRecords(ctx context.Context, realm stri
 // ---- Tokens ----
 
 // claimTokenScript records a used token and counts a certificate.
-// KEYS: tokens, stats, statdays. ARGV: jti, expiry score, day, day number, TTL ms.
-var claimTokenScript = goredis.NewScript(`
+// KEYS: tokens, stats, statdays. ARGV: jti, expiry score, day, day number,
+// seconds the set must live.
+var claimTokenScript = goredis.NewScript(scriptScore + scriptCoarse + `
 if redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) == 0 then return 0 end
-if redis.call('PEXPIRE', KEYS[1], ARGV[5], 'GT') == 0 and redis.call('PTTL', KEYS[1]) < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if expireAt(KEYS[1], tonumber(ARGV[5]), 'GT') == 0 and redis.call('PTTL', KEYS[1]) < 0 then
+  expireAt(KEYS[1], tonumber(ARGV[5]), '')
 end
 redis.call('HINCRBY', KEYS[2], 'certificatesIssued', 1)
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
@@ -847,9 +919,12 @@ func (v *VerificationStore) ClaimToken(ctx context.Context, realm, jti string, e
 	if err := v.register(ctx, realm); err != nil {
 		return fmt.Errorf("claim token: %w", err)
 	}
+	// The hour, not the exact expiry: that is the claim time plus the
+	// token lifetime.
+	expires = verification.CoarseTimeAfter(expires)
 	ttl := max(expires.Sub(now), 0) + tokenGrace
 	keys := []string{v.realmKey(realm, "tokens"), v.statsKey(realm, now), v.realmKey(realm, "statdays")}
-	n, err := claimTokenScript.Run(ctx, v.s.rdb, keys, jti, usScore(expires), verification.UTCDay(now), dayNumber(now), ttl.Milliseconds()).Int()
+	n, err := claimTokenScript.Run(ctx, v.s.rdb, keys, jti, usScore(expires), verification.UTCDay(now), dayNumber(now), int64(ttl/time.Second)).Int()
 	if err == nil && n == 0 {
 		err = verification.ErrUsed
 	}

@@ -388,6 +388,75 @@ func TestVerificationStore(t *testing.T, open func(*testing.T) verification.Stor
 		}
 	})
 
+	t.Run("spent codes and used tokens keep only hours", func(t *testing.T) {
+		s := open(t)
+		odd := vbase.Add(17*time.Minute + 3500*time.Millisecond)
+		issue := func(uuid string) *verification.Code {
+			c := newCode("wa", uuid)
+			c.TestDate, c.IssuedBy = "2026-11-19", "admin-1"
+			c.IssuedAt, c.ExpiresAt, c.LongExpiresAt = odd, odd.Add(15*time.Minute), odd.Add(24*time.Hour)
+			if err := s.IssueCode(ctx, c, 0); err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		spent := func(uuid string, claimed bool) {
+			t.Helper()
+			rec, err := s.CodeByUUID(ctx, "wa", uuid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, at := range []time.Time{rec.IssuedAt, rec.ExpiresAt, rec.LongExpiresAt, rec.ClaimedAt} {
+				if !at.Equal(verification.CoarseTime(at)) {
+					t.Errorf("%s: stored time %s is finer than %v", uuid, at, verification.StoredTimeUnit)
+				}
+			}
+			if rec.SymptomDate != "" || rec.TestDate != "" || rec.IssuedBy != "" || rec.Hashed() ||
+				rec.Claimed != claimed || rec.TestType != "confirmed" || !rec.LongExpiresAt.Equal(verification.CoarseTime(odd.Add(24*time.Hour))) {
+				t.Errorf("%s: spent record %+v", uuid, rec)
+			}
+		}
+
+		c := issue("u1")
+		now := odd.Add(9*time.Minute + 12345*time.Microsecond)
+		got, err := s.ClaimCode(ctx, "wa", c.ShortHash, now)
+		// The caller still gets what it needs for the token.
+		if err != nil || !got.ClaimedAt.Equal(now) || got.SymptomDate != c.SymptomDate || got.TestDate != c.TestDate || got.TestType != c.TestType {
+			t.Fatalf("claim: %+v %v", got, err)
+		}
+		spent("u1", true)
+		if rec, _ := s.CodeByUUID(ctx, "wa", "u1"); !rec.ClaimedAt.Equal(verification.CoarseTime(now)) {
+			t.Errorf("claimed at %s, want %s", rec.ClaimedAt, verification.CoarseTime(now))
+		}
+
+		// An unclaimed code is spent when its last hash goes.
+		issue("u2")
+		if _, _, err := s.RemoveExpiredCodes(ctx, odd.Add(26*time.Hour), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		spent("u2", false)
+		// Both are still removed after their retention, from the coarse
+		// long expiry.
+		if _, r, err := s.RemoveExpiredCodes(ctx, odd.Add(26*time.Hour), verification.CoarseTime(odd.Add(24*time.Hour)).Add(time.Second)); err != nil || r != 2 {
+			t.Errorf("records removed: %d %v", r, err)
+		}
+
+		// A used token is remembered until the end of the hour of its expiry.
+		exp := odd.Add(24 * time.Hour)
+		if err := s.ClaimToken(ctx, "wa", "jti-odd", exp, odd); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.RemoveExpiredTokens(ctx, exp.Add(time.Second)); err != nil || n != 0 {
+			t.Errorf("removed %d within the hour of its expiry: %v", n, err)
+		}
+		if err := s.ClaimToken(ctx, "wa", "jti-odd", exp, odd); !errors.Is(err, verification.ErrUsed) {
+			t.Errorf("claimed again: %v", err)
+		}
+		if n, err := s.RemoveExpiredTokens(ctx, verification.CoarseTimeAfter(exp).Add(time.Second)); err != nil || n != 1 {
+			t.Errorf("removed %d after the hour: %v", n, err)
+		}
+	})
+
 	t.Run("a code reads back as issued", func(t *testing.T) {
 		s := open(t)
 		c := newCode("wa", "u1")
