@@ -99,19 +99,32 @@ func (h *Handler) stats(c echo.Context, st *state) error {
 // ---- Users ----
 
 type usersPage struct {
-	Users  []*account.User
-	Self   string
-	Error  string
-	Notice string
-	Email  string
-	Name   string
-	Role   string
+	Users []*account.User
+	// Invited are existing accounts invited to the realm, not yet answered.
+	Invited []*account.User
+	// Manages holds the IDs of the users whose account (password,
+	// disabling) the admin may change, not only their membership.
+	Manages map[string]bool
+	Self    string
+	Error   string
+	Notice  string
+	Email   string
+	Name    string
+	Role    string
 }
 
 func (h *Handler) usersPage(c echo.Context, st *state, status int, p usersPage) error {
-	users, err := h.acct.RealmUsers(c.Request().Context(), account.AsUser(st.user), st.realm.Name)
+	ctx, by := c.Request().Context(), account.AsUser(st.user)
+	users, err := h.acct.RealmUsers(ctx, by, st.realm.Name)
 	if err != nil {
 		return h.fail(c, st, err)
+	}
+	if p.Invited, err = h.acct.RealmInvitations(ctx, by, st.realm.Name); err != nil {
+		return h.fail(c, st, err)
+	}
+	p.Manages = map[string]bool{}
+	for _, u := range users {
+		p.Manages[u.ID] = h.acct.ManagesAccount(by, u)
 	}
 	p.Users, p.Self = users, st.user.ID
 	return h.render(c, status, "users", st, "Users", p)
@@ -152,6 +165,11 @@ func (h *Handler) addUser(c echo.Context, st *state) error {
 			return h.fail(c, st, err)
 		}
 		return h.usersPage(c, st, http.StatusBadRequest, usersPage{Error: msg, Email: email, Name: name, Role: role})
+	}
+	if inv, ok := u.Invitations[st.realm.Name]; ok && u.Realms[st.realm.Name] == "" {
+		return h.usersPage(c, st, http.StatusOK, usersPage{Role: string(account.RoleWorker), Notice: fmt.Sprintf(
+			"%s already has an account, so they were invited as %s. They join realm %s when they accept the invitation at their next sign-in.",
+			u.Email, inv.Role, st.realm.Name)})
 	}
 	return h.render(c, http.StatusOK, "password_shown", st, "User added", passwordShownPage{
 		Email: u.Email, Password: otp, Existing: otp == "", Realm: st.realm.Name, Back: Prefix + "/admin/users",
@@ -244,7 +262,11 @@ func (h *Handler) userActionFailed(c echo.Context, st *state, err error) error {
 	if errors.Is(err, account.ErrForbidden) {
 		return h.forbidden(c, st)
 	}
-	return h.usersPage(c, st, http.StatusBadRequest, usersPage{Error: msg, Role: string(account.RoleWorker)})
+	status := http.StatusBadRequest
+	if errors.Is(err, account.ErrOtherRealms) {
+		status = http.StatusForbidden
+	}
+	return h.usersPage(c, st, status, usersPage{Error: msg, Role: string(account.RoleWorker)})
 }
 
 // ---- API keys ----

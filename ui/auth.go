@@ -2,14 +2,61 @@ package ui
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/candor-en/candor/internal/ratelimit"
 	"github.com/candor-en/candor/verification/account"
 )
+
+// DefaultSignInsPerAddress bounds sign-in attempts per client address and
+// minute: enough for a clinic whose staff share one address at the start
+// of a shift, far too few to keep the password hashes busy.
+const DefaultSignInsPerAddress = 30
+
+// busyRetryAfter is the Retry-After of a sign-in refused because every
+// password-hash slot and queue place is taken: the queue drains in about
+// a second.
+const busyRetryAfter = 2 * time.Second
+
+// signinLimit bounds sign-in attempts per client address.
+type signinLimit struct {
+	limiter *ratelimit.Limiter
+	rules   []ratelimit.Rule
+}
+
+// LimitSignIns bounds sign-in attempts (POST /ui/signin) to perMinute per
+// client address and minute (DefaultSignInsPerAddress when 0), counted by
+// l: the request limiter of the server, which keys addresses by an HMAC
+// under a daily key and shares counts through Redis when the store does.
+// Attempts over the bound get 429 with Retry-After before any password is
+// checked.
+func (h *Handler) LimitSignIns(l *ratelimit.Limiter, perMinute int) {
+	if perMinute == 0 {
+		perMinute = DefaultSignInsPerAddress
+	}
+	h.signins = signinLimit{limiter: l, rules: []ratelimit.Rule{
+		{Name: "ui-signin-address", Limit: perMinute, Window: time.Minute, Key: ratelimit.AddressKey},
+	}}
+}
+
+// landing is where a signed-in user goes next: their open invitations
+// first (they answer them at sign-in), then next, else the start page.
+func landing(u *account.User, next string) string {
+	if next == "" {
+		next = Prefix + "/"
+	}
+	if len(u.Invitations) > 0 {
+		return Prefix + "/invitations?next=" + url.QueryEscape(next)
+	}
+	return next
+}
 
 type signinPage struct {
 	CSRF  string
@@ -43,6 +90,15 @@ func (h *Handler) signinForm(c echo.Context, st *state) error {
 func (h *Handler) signin(c echo.Context, st *state) error {
 	email, password := strings.TrimSpace(c.FormValue("email")), c.FormValue("password")
 	p := signinPage{Email: email, Next: safeNext(c.FormValue("next"))}
+	if l := h.signins.limiter; l != nil {
+		res := l.Check(c, h.signins.rules)
+		ratelimit.Headers(c.Response().Header(), res)
+		if !res.Allowed {
+			secs := c.Response().Header().Get("Retry-After")
+			p.CSRF, p.Error = h.signinToken(c), "Too many sign-in attempts from your network. Try again in "+secs+" seconds."
+			return h.render(c, http.StatusTooManyRequests, "signin", st, "Sign in", p)
+		}
+	}
 	if email == "" || password == "" {
 		p.CSRF, p.Error = h.signinToken(c), "Enter your email address and password."
 		return h.render(c, http.StatusBadRequest, "signin", st, "Sign in", p)
@@ -55,8 +111,12 @@ func (h *Handler) signin(c echo.Context, st *state) error {
 		}
 		status := http.StatusUnauthorized
 		var te *account.ThrottledError
-		if errors.As(err, &te) {
+		switch {
+		case errors.As(err, &te):
 			status = http.StatusTooManyRequests
+		case errors.Is(err, account.ErrBusy):
+			status = http.StatusServiceUnavailable
+			c.Response().Header().Set("Retry-After", strconv.Itoa(int(busyRetryAfter/time.Second)))
 		}
 		p.CSRF, p.Error = h.signinToken(c), msg
 		return h.render(c, status, "signin", st, "Sign in", p)
@@ -72,10 +132,7 @@ func (h *Handler) signin(c echo.Context, st *state) error {
 	if in.User.MustChangePassword {
 		return c.Redirect(http.StatusSeeOther, Prefix+"/account")
 	}
-	if p.Next != "" {
-		return c.Redirect(http.StatusSeeOther, p.Next)
-	}
-	return c.Redirect(http.StatusSeeOther, Prefix+"/")
+	return c.Redirect(http.StatusSeeOther, landing(in.User, p.Next))
 }
 
 type totpSigninPage struct {
@@ -110,10 +167,7 @@ func (h *Handler) totp(c echo.Context, st *state) error {
 	if in.User.MustChangePassword {
 		return c.Redirect(http.StatusSeeOther, Prefix+"/account")
 	}
-	if p.Next != "" {
-		return c.Redirect(http.StatusSeeOther, p.Next)
-	}
-	return c.Redirect(http.StatusSeeOther, Prefix+"/")
+	return c.Redirect(http.StatusSeeOther, landing(in.User, p.Next))
 }
 
 func (h *Handler) signout(c echo.Context, st *state) error {
@@ -179,7 +233,7 @@ func (h *Handler) changePassword(c echo.Context, st *state) error {
 	}
 	h.setCookie(c, sessionCookie, in.Token, 0)
 	if p.MustChange {
-		return c.Redirect(http.StatusSeeOther, Prefix+"/")
+		return c.Redirect(http.StatusSeeOther, landing(in.User, ""))
 	}
 	return c.Redirect(http.StatusSeeOther, Prefix+"/account?done=password")
 }
@@ -247,4 +301,56 @@ func (h *Handler) switchRealm(c echo.Context, st *state) error {
 		return h.fail(c, st, err)
 	}
 	return c.Redirect(http.StatusSeeOther, Prefix+"/")
+}
+
+// ---- Invitations ----
+
+type invitation struct {
+	Realm string
+	Role  account.Role
+	By    string
+}
+
+type invitationsPage struct {
+	Invitations []invitation
+	Next        string
+	Notice      string
+	Error       string
+}
+
+func (h *Handler) invitationsPage(c echo.Context, st *state, status int, p invitationsPage) error {
+	for _, r := range st.user.InvitationRealms() {
+		inv := st.user.Invitations[r]
+		p.Invitations = append(p.Invitations, invitation{Realm: r, Role: inv.Role, By: inv.By})
+	}
+	if p.Next = safeNext(c.QueryParam("next")); p.Next == "" {
+		p.Next = Prefix + "/"
+	}
+	return h.render(c, status, "invitations", st, "Invitations", p)
+}
+
+func (h *Handler) invitations(c echo.Context, st *state) error {
+	p := invitationsPage{}
+	switch r := c.QueryParam("realm"); c.QueryParam("done") {
+	case "accept":
+		p.Notice = fmt.Sprintf("You joined realm %s. Switch to it with the realm menu.", r)
+	case "decline":
+		p.Notice = fmt.Sprintf("You declined the invitation of realm %s.", r)
+	}
+	return h.invitationsPage(c, st, http.StatusOK, p)
+}
+
+func (h *Handler) answerInvitation(c echo.Context, st *state) error {
+	realm, answer := c.FormValue("realm"), c.FormValue("answer")
+	if answer != "accept" && answer != "decline" {
+		return h.invitationsPage(c, st, http.StatusBadRequest, invitationsPage{Error: "Choose Accept or Decline."})
+	}
+	if _, err := h.acct.AnswerInvitation(c.Request().Context(), st.user, realm, answer == "accept"); err != nil {
+		msg := userMessage(err)
+		if msg == "" {
+			return h.fail(c, st, err)
+		}
+		return h.invitationsPage(c, st, http.StatusBadRequest, invitationsPage{Error: msg})
+	}
+	return c.Redirect(http.StatusSeeOther, Prefix+"/invitations?done="+answer+"&realm="+url.QueryEscape(realm))
 }

@@ -77,6 +77,7 @@ type Handler struct {
 	assets    map[string]asset
 	assetURLs map[string]string
 	cop       *http.CrossOriginProtection
+	signins   signinLimit
 }
 
 type asset struct {
@@ -187,6 +188,8 @@ func (h *Handler) Register(e *echo.Echo) {
 	g.POST("/account/totp", h.page(signedIn, h.totpConfirm))
 	g.POST("/account/totp/disable", h.page(signedIn, h.totpDisable))
 	g.POST("/realm", h.page(signedIn, h.switchRealm))
+	g.GET("/invitations", h.page(signedIn, h.invitations))
+	g.POST("/invitations", h.page(signedIn, h.answerInvitation))
 
 	g.GET("/issue", h.page(worker, h.issueForm))
 	g.POST("/issue", h.page(worker, h.issue))

@@ -53,6 +53,7 @@ type fixture struct {
 	srv    *httptest.Server
 	ver    *verification.Service
 	acct   *account.Service
+	store  account.Store
 	device string
 	logs   *lockedBuffer
 	now    time.Time
@@ -93,7 +94,8 @@ func newFixture(t *testing.T, mod ...func(*Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.acct, err = account.New(bolt.NewAccountStore(db), account.Options{Password: account.PasswordParams{Memory: 64, Time: 1, Threads: 1}, Sealer: aead}); err != nil {
+	f.store = bolt.NewAccountStore(db)
+	if f.acct, err = account.New(f.store, account.Options{Password: account.PasswordParams{Memory: 64, Time: 1, Threads: 1}, Sealer: aead}); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -176,6 +178,14 @@ func (f *fixture) signIn(email string, role account.Role) *browser {
 	if role == "system" {
 		nu = account.NewUser{Email: email, System: true}
 	}
+	return f.signInNew(nu)
+}
+
+// signInNew adds nu through the operator and signs in, choosing a
+// password on the way.
+func (f *fixture) signInNew(nu account.NewUser) *browser {
+	f.t.Helper()
+	email := nu.Email
 	_, otp, err := f.acct.AddUser(f.ctx, account.Operator(), nu)
 	if err != nil {
 		f.t.Fatal(err)

@@ -66,8 +66,14 @@ func (m *Main) openUI(ctx context.Context) error {
 	return nil
 }
 
-// registerUI adds the /ui/ routes.
-func (m *Main) registerUI(e *echo.Echo) { m.uiHandler.Register(e) }
+// registerUI adds the /ui/ routes, with sign-in attempts bounded per
+// client address by the request limiter (set up before it).
+func (m *Main) registerUI(e *echo.Echo) {
+	if m.rateLimiter != nil {
+		m.uiHandler.LimitSignIns(m.rateLimiter, ui.DefaultSignInsPerAddress)
+	}
+	m.uiHandler.Register(e)
+}
 
 // uiBackground removes expired sessions and audit entries past retention.
 func (m *Main) uiBackground(ctx context.Context) {

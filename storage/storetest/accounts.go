@@ -71,8 +71,25 @@ func TestAccounts(t *testing.T, open func(t *testing.T) account.Store) {
 		if _, err := s.UpdateUser(ctx, "nobody", func(*account.User) error { return nil }); !errors.Is(err, account.ErrNotFound) {
 			t.Errorf("update of unknown user: %v", err)
 		}
+		// Invitations are kept with the user, and removed with them.
+		up, err := s.UpdateUser(ctx, "u2", func(u *account.User) error {
+			u.Invitations = map[string]account.Invitation{"wa": {Role: account.RoleAdmin, By: "ana@example.org"}}
+			return nil
+		})
+		if err != nil || up.Invitations["wa"].Role != account.RoleAdmin {
+			t.Fatalf("invite = %+v, %v", up, err)
+		}
+		if got, err := s.UserByEmail(ctx, "ben@example.org"); err != nil || got.Invitations["wa"] != (account.Invitation{Role: account.RoleAdmin, By: "ana@example.org"}) {
+			t.Errorf("invitation read back = %+v, %v", got, err)
+		}
+		if _, err := s.UpdateUser(ctx, "u2", func(u *account.User) error { delete(u.Invitations, "wa"); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.User(ctx, "u2"); len(got.Invitations) != 0 {
+			t.Errorf("answered invitation still stored: %+v", got.Invitations)
+		}
 		// Email changes move the index; a taken email is refused.
-		up, err := s.UpdateUser(ctx, "u1", func(u *account.User) error {
+		up, err = s.UpdateUser(ctx, "u1", func(u *account.User) error {
 			u.Email, u.Realms["or"] = "ana.new@example.org", account.RoleAdmin
 			return nil
 		})
@@ -275,7 +292,9 @@ func TestAccounts(t *testing.T, open func(t *testing.T) account.Store) {
 				t.Fatal(err)
 			}
 		}
-		for _, e := range []*account.AuditEntry{entry("w", base, 10), entry("wab", base, 11), entry("", base, 12)} {
+		refused := entry("w", base, 10)
+		refused.Refused, refused.Action = true, account.ActionPasswordReset
+		for _, e := range []*account.AuditEntry{refused, entry("wab", base, 11), entry("", base, 12)} {
 			if err := s.AppendAudit(ctx, e); err != nil {
 				t.Fatal(err)
 			}
@@ -300,6 +319,9 @@ func TestAccounts(t *testing.T, open func(t *testing.T) account.Store) {
 		page, err = s.Audit(ctx, "wa", wa[1].ID, 2)
 		if err != nil || len(page) != 1 || page[0].ID != wa[0].ID {
 			t.Errorf("last page = %v, %v", page, err)
+		}
+		if got, err := s.Audit(ctx, "w", "", 0); err != nil || len(got) != 1 || !got[0].Refused || got[0].Action != account.ActionPasswordReset {
+			t.Errorf("refused entry read back = %+v, %v", got, err)
 		}
 		for realm, want := range map[string]int{"": 1, "w": 1, "wab": 1, "none": 0} {
 			if got, err := s.Audit(ctx, realm, "", 0); err != nil || len(got) != want {

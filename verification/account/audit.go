@@ -23,6 +23,9 @@ type AuditEntry struct {
 	Target string `json:"target,omitempty"`
 	// Detail says more, e.g. "role worker → admin".
 	Detail string `json:"detail,omitempty"`
+	// Refused marks an attempt the service refused: the action did not
+	// happen, and the realms of its target see who tried.
+	Refused bool `json:"refused,omitempty"`
 }
 
 // Audit actions.
@@ -32,6 +35,9 @@ const (
 	ActionUserRemove    = "user.remove"
 	ActionUserDisable   = "user.disable"
 	ActionUserEnable    = "user.enable"
+	ActionInvite        = "user.invite"
+	ActionInviteAccept  = "user.invite-accept"
+	ActionInviteDecline = "user.invite-decline"
 	ActionPasswordReset = "user.password-reset"
 	ActionTOTPEnable    = "user.totp-enable"
 	ActionTOTPDisable   = "user.totp-disable"

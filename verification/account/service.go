@@ -32,6 +32,10 @@ const (
 	// DefaultConcurrentHashes bounds password hashes computed at once, so
 	// that a flood of sign-ins cannot exhaust memory (64 MiB each).
 	DefaultConcurrentHashes = 2
+	// DefaultHashQueue bounds requests waiting for a hash slot; more get
+	// ErrBusy at once instead of queueing behind a flood (with the default
+	// costs a full queue drains in about half a second).
+	DefaultHashQueue = 8
 )
 
 // sessionTouchEvery is how stale LastSeen may be before a request writes
@@ -64,6 +68,8 @@ type Options struct {
 	TOTPIssuer     string
 	// ConcurrentHashes bounds password hashes computed at once.
 	ConcurrentHashes int
+	// HashQueue bounds requests waiting for one of them (DefaultHashQueue).
+	HashQueue int
 }
 
 func (o Options) withDefaults() Options {
@@ -97,6 +103,9 @@ func (o Options) withDefaults() Options {
 	if o.ConcurrentHashes <= 0 {
 		o.ConcurrentHashes = DefaultConcurrentHashes
 	}
+	if o.HashQueue <= 0 {
+		o.HashQueue = DefaultHashQueue
+	}
 	return o
 }
 
@@ -115,6 +124,13 @@ var (
 	ErrNoSealer = errors.New("Two-factor sign-in is not available on this server.")
 	// ErrNoSession: the session is unknown, expired or its user disabled.
 	ErrNoSession = errors.New("account: no valid session")
+	// ErrBusy: every password-hash slot and queue place is taken (a flood
+	// of sign-ins); answer 503 with Retry-After. Like ErrOtherRealms it is
+	// an *InputError, so that pages show its message.
+	ErrBusy error = &InputError{"The server is busy checking other sign-ins. Try again in a few seconds."}
+	// ErrOtherRealms: the change would affect the person's account in
+	// realms the actor is not an admin of.
+	ErrOtherRealms error = &InputError{"This person also works in realms you are not an admin of, so only a system admin, or an admin of each of their realms, can reset their password or disable or enable their account. You can remove them from this realm."}
 )
 
 // ThrottledError refuses a sign-in after too many failures; RetryAfter is
@@ -140,16 +156,20 @@ func inputf(format string, args ...any) error { return &InputError{fmt.Sprintf(f
 // Service manages users, sessions and the audit list over a Store. It is
 // safe for concurrent use.
 type Service struct {
-	store     Store
-	opts      Options
+	store Store
+	opts  Options
+	// hashes holds a token per hash being computed; queue one per request
+	// computing or waiting.
 	hashes    chan struct{}
+	queue     chan struct{}
 	dummyHash string
 }
 
 // New returns a Service over store.
 func New(store Store, opts Options) (*Service, error) {
 	opts = opts.withDefaults()
-	s := &Service{store: store, opts: opts, hashes: make(chan struct{}, opts.ConcurrentHashes)}
+	s := &Service{store: store, opts: opts, hashes: make(chan struct{}, opts.ConcurrentHashes),
+		queue: make(chan struct{}, opts.ConcurrentHashes+opts.HashQueue)}
 	// Unknown emails are checked against this hash, so that they take as
 	// long as known ones.
 	var err error
@@ -171,7 +191,7 @@ func (s *Service) hashPassword(ctx context.Context, pw string) (string, error) {
 	if err := s.acquire(ctx); err != nil {
 		return "", err
 	}
-	defer func() { <-s.hashes }()
+	defer s.release()
 	return HashPassword(pw, s.opts.Password)
 }
 
@@ -179,17 +199,37 @@ func (s *Service) checkPassword(ctx context.Context, hash, pw string) (bool, err
 	if err := s.acquire(ctx); err != nil {
 		return false, err
 	}
-	defer func() { <-s.hashes }()
+	defer s.release()
 	return CheckPassword(hash, pw)
 }
 
+// acquire takes a hash slot, waiting in the bounded queue; ErrBusy at once
+// when the queue is full.
 func (s *Service) acquire(ctx context.Context) error {
+	select {
+	case s.queue <- struct{}{}:
+	default:
+		return ErrBusy
+	}
 	select {
 	case s.hashes <- struct{}{}:
 		return nil
 	case <-ctx.Done():
+		<-s.queue
 		return ctx.Err()
 	}
+}
+
+func (s *Service) release() {
+	<-s.hashes
+	<-s.queue
+}
+
+// HashLoad returns how many password hashes are being computed and how
+// many requests wait for a slot.
+func (s *Service) HashLoad() (running, waiting int) {
+	running = len(s.hashes)
+	return running, max(0, len(s.queue)-running)
 }
 
 func (s *Service) random(n int) ([]byte, error) {
@@ -274,11 +314,16 @@ type NewUser struct {
 
 // AddUser adds a user to a realm (or, with System, makes a system admin).
 // A new email creates the user with a one-time password, returned here and
-// nowhere else; an existing user gains the membership and keeps their
-// password (the returned one-time password is ""), unless they were
-// disabled without realms, in which case they are enabled again with a new
-// one-time password. Realm admins may add workers and admins to their
-// realm; only system admins and the operator may make system admins.
+// nowhere else. An existing account keeps its password (the returned
+// one-time password is ""): a system admin or the operator adds the
+// membership at once; a realm admin only invites it (User.Invitations),
+// and the person accepts or declines at their next sign-in, so that no
+// realm admin can pull another realm's account into their own. An account
+// disabled without realms is nobody's: it is enabled again with a new
+// one-time password and the membership. Realm admins may add workers and
+// admins to their realm; only system admins and the operator may make
+// system admins. The action is recorded in the realm's audit list and in
+// that of every realm the person belongs to.
 func (s *Service) AddUser(ctx context.Context, by Actor, nu NewUser) (*User, string, error) {
 	email, err := NormalizeEmail(nu.Email)
 	if err != nil {
@@ -312,7 +357,11 @@ func (s *Service) AddUser(ctx context.Context, by Actor, nu NewUser) (*User, str
 		return nil, "", err
 	}
 	now := s.now().UTC()
-	var u *User
+	detail := "role " + string(nu.Role)
+	realm := nu.Realm
+	if nu.System {
+		detail, realm = "system admin", ""
+	}
 	existing, err := s.store.UserByEmail(ctx, email)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -320,7 +369,7 @@ func (s *Service) AddUser(ctx context.Context, by Actor, nu NewUser) (*User, str
 		if err != nil {
 			return nil, "", err
 		}
-		u = &User{ID: "u" + hex.EncodeToString(id), Email: email, Name: name, System: nu.System,
+		u := &User{ID: "u" + hex.EncodeToString(id), Email: email, Name: name, System: nu.System,
 			PasswordHash: hash, MustChangePassword: true, PasswordChangedAt: now, CreatedAt: now}
 		if !nu.System {
 			u.Realms = map[string]Role{nu.Realm: nu.Role}
@@ -334,51 +383,58 @@ func (s *Service) AddUser(ctx context.Context, by Actor, nu NewUser) (*User, str
 			}
 			return nil, "", fmt.Errorf("add user: %w", err)
 		}
+		return u, otp, s.recordOn(ctx, by, realm, ActionUserAdd, u, detail, false)
 	case err != nil:
 		return nil, "", fmt.Errorf("add user: %w", err)
-	default:
-		revived := existing.Disabled && len(existing.Realms) == 0 && !existing.System
-		if !revived {
-			otp = ""
-		}
-		u, err = s.store.UpdateUser(ctx, existing.ID, func(u *User) error {
-			if nu.System {
-				if u.System {
-					return inputf("%s is already a system admin.", email)
-				}
-				u.System = true
-			} else {
-				if _, ok := u.Realms[nu.Realm]; ok {
-					return inputf("%s already belongs to realm %s.", email, nu.Realm)
-				}
-				if u.Realms == nil {
-					u.Realms = map[string]Role{}
-				}
-				u.Realms[nu.Realm] = nu.Role
-			}
-			if revived {
-				u.Disabled = false
-				u.PasswordHash, u.MustChangePassword, u.PasswordChangedAt = hash, true, now
-				u.TOTPSecret, u.TOTPLastStep = nil, 0
-			}
-			if name != "" && u.Name == "" {
-				u.Name = name
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, "", err
-		}
 	}
-	detail := "role " + string(nu.Role)
-	realm := nu.Realm
-	if nu.System {
-		detail, realm = "system admin", ""
+	revived := existing.Disabled && len(existing.Realms) == 0 && !existing.System
+	invite := !nu.System && !revived && !by.system()
+	if !revived {
+		otp = ""
 	}
-	if err := s.Record(ctx, by, realm, ActionUserAdd, email, detail); err != nil {
+	action := ActionUserAdd
+	if invite {
+		action = ActionInvite
+	}
+	u, err := s.store.UpdateUser(ctx, existing.ID, func(u *User) error {
+		switch {
+		case nu.System && u.System:
+			return inputf("%s is already a system admin.", email)
+		case nu.System:
+			u.System = true
+		case u.Realms[nu.Realm] != "":
+			return inputf("%s already belongs to realm %s.", email, nu.Realm)
+		case invite:
+			if u.Invitations == nil {
+				u.Invitations = map[string]Invitation{}
+			}
+			u.Invitations[nu.Realm] = Invitation{Role: nu.Role, By: by.Name}
+		default:
+			if u.Realms == nil {
+				u.Realms = map[string]Role{}
+			}
+			u.Realms[nu.Realm] = nu.Role
+			delete(u.Invitations, nu.Realm)
+		}
+		if revived {
+			// Whoever sees the one-time password could accept what was
+			// offered to the account's former holder.
+			u.Disabled, u.Invitations = false, nil
+			u.PasswordHash, u.MustChangePassword, u.PasswordChangedAt = hash, true, now
+			u.TOTPSecret, u.TOTPLastStep = nil, 0
+		}
+		if name != "" && u.Name == "" {
+			u.Name = name
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, "", err
 	}
-	return u, otp, nil
+	if invite {
+		detail = "invited as " + string(nu.Role) + "; a member once they accept"
+	}
+	return u, otp, s.recordOn(ctx, by, realm, action, existing, detail, false)
 }
 
 // User returns the user with the ID (ErrNotFound).
@@ -431,6 +487,25 @@ func (s *Service) RealmUsers(ctx context.Context, by Actor, realm string) ([]*Us
 	return out, nil
 }
 
+// RealmInvitations returns the accounts that realm invited and that have
+// not answered yet, by email; the actor must be the realm's admin.
+func (s *Service) RealmInvitations(ctx context.Context, by Actor, realm string) ([]*User, error) {
+	if !by.can(realm, RoleAdmin) {
+		return nil, ErrForbidden
+	}
+	all, err := s.store.Users(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("users: %w", err)
+	}
+	var out []*User
+	for _, u := range all {
+		if _, ok := u.Invitations[realm]; ok {
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
 // SystemAdmins returns the system admins; the actor must be one.
 func (s *Service) SystemAdmins(ctx context.Context, by Actor) ([]*User, error) {
 	if !by.system() {
@@ -449,11 +524,31 @@ func (s *Service) SystemAdmins(ctx context.Context, by Actor) ([]*User, error) {
 	return out, nil
 }
 
-// member loads user id and checks that by may manage them in realm: by is
-// the realm's admin, the user belongs to it, and the user is not by (admins
-// do not demote, remove or reset themselves here) nor — unless by is
-// one — a system admin.
-func (s *Service) member(ctx context.Context, by Actor, realm, id string) (*User, error) {
+// ManagesAccount reports whether by may change u's account itself — its
+// password, second factor, whether it is disabled — and not only a
+// membership: the operator and system admins may; a realm admin only when
+// they are an admin of every realm u belongs to and u is no system admin.
+func (s *Service) ManagesAccount(by Actor, u *User) bool {
+	if by.system() {
+		return true
+	}
+	if u.System || len(u.Realms) == 0 {
+		return false
+	}
+	for r := range u.Realms {
+		if !by.can(r, RoleAdmin) {
+			return false
+		}
+	}
+	return true
+}
+
+// member loads user id and checks that by may manage their membership in
+// realm: by is the realm's admin, the user belongs to it, and the user is
+// not by (admins do not demote, remove or reset themselves here) nor —
+// unless by is one — a system admin. A refusal on another person is
+// recorded as an attempt of action, in realm and the person's realms.
+func (s *Service) member(ctx context.Context, by Actor, realm, id, action string) (*User, error) {
 	if !by.can(realm, RoleAdmin) {
 		return nil, ErrForbidden
 	}
@@ -464,32 +559,54 @@ func (s *Service) member(ctx context.Context, by Actor, realm, id string) (*User
 	if err != nil {
 		return nil, fmt.Errorf("user %s: %w", id, err)
 	}
-	if _, ok := u.Realms[realm]; !ok {
-		return nil, inputf("%s does not belong to realm %s.", u.Email, realm)
-	}
-	if u.ID == by.id() {
+	switch {
+	case u.ID == by.id():
 		return nil, inputf("You cannot change your own account here; ask another admin.")
-	}
-	if u.System && !by.system() {
-		return nil, ErrForbidden
+	case u.Realms[realm] == "":
+		return nil, s.refuse(ctx, by, realm, action, u, "not a member of realm "+realm,
+			inputf("%s does not belong to realm %s.", u.Email, realm))
+	case u.System && !by.system():
+		return nil, s.refuse(ctx, by, realm, action, u, "a system admin", ErrForbidden)
 	}
 	return u, nil
 }
 
-// SetRole changes the user's role in realm.
+// accountOf is member for changes of the account itself: by must also
+// manage it (ManagesAccount), else ErrOtherRealms, recorded.
+func (s *Service) accountOf(ctx context.Context, by Actor, realm, id, action string) (*User, error) {
+	u, err := s.member(ctx, by, realm, id, action)
+	if err != nil {
+		return nil, err
+	}
+	if !s.ManagesAccount(by, u) {
+		return nil, s.refuse(ctx, by, realm, action, u, "not an admin of every realm of the person", ErrOtherRealms)
+	}
+	return u, nil
+}
+
+// refuse records the refused attempt and returns err.
+func (s *Service) refuse(ctx context.Context, by Actor, realm, action string, u *User, why string, err error) error {
+	if rerr := s.recordOn(ctx, by, realm, action, u, "refused: "+why, true); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
+}
+
+// SetRole changes the user's role in realm: a membership change, which
+// the realm's admins may make.
 func (s *Service) SetRole(ctx context.Context, by Actor, realm, id string, role Role) (*User, error) {
 	if _, err := ParseRole(string(role)); err != nil {
 		return nil, &InputError{err.Error()}
 	}
-	u, err := s.member(ctx, by, realm, id)
+	before, err := s.member(ctx, by, realm, id, ActionUserRole)
 	if err != nil {
 		return nil, err
 	}
-	old := u.Realms[realm]
+	old := before.Realms[realm]
 	if old == role {
-		return u, nil
+		return before, nil
 	}
-	u, err = s.store.UpdateUser(ctx, id, func(u *User) error {
+	u, err := s.store.UpdateUser(ctx, id, func(u *User) error {
 		if _, ok := u.Realms[realm]; !ok {
 			return inputf("%s does not belong to realm %s.", u.Email, realm)
 		}
@@ -499,13 +616,15 @@ func (s *Service) SetRole(ctx context.Context, by Actor, realm, id string, role 
 	if err != nil {
 		return nil, err
 	}
-	return u, s.Record(ctx, by, realm, ActionUserRole, u.Email, fmt.Sprintf("role %s → %s", old, role))
+	return u, s.recordOn(ctx, by, realm, ActionUserRole, before, fmt.Sprintf("role %s → %s", old, role), false)
 }
 
-// RemoveFromRealm removes the user from realm. A user left without realms
-// (and not a system admin) is disabled and signed out everywhere.
+// RemoveFromRealm removes the user from realm: a membership change, which
+// the realm's admins may make. A user left without realms (and not a
+// system admin) is disabled and signed out everywhere.
 func (s *Service) RemoveFromRealm(ctx context.Context, by Actor, realm, id string) (*User, error) {
-	if _, err := s.member(ctx, by, realm, id); err != nil {
+	before, err := s.member(ctx, by, realm, id, ActionUserRemove)
+	if err != nil {
 		return nil, err
 	}
 	u, err := s.store.UpdateUser(ctx, id, func(u *User) error {
@@ -523,26 +642,21 @@ func (s *Service) RemoveFromRealm(ctx context.Context, by Actor, realm, id strin
 			return nil, fmt.Errorf("sign out %s: %w", u.Email, err)
 		}
 	}
-	return u, s.Record(ctx, by, realm, ActionUserRemove, u.Email, "")
+	return u, s.recordOn(ctx, by, realm, ActionUserRemove, before, "", false)
 }
 
-// SetDisabled disables (signing them out everywhere) or enables the user.
+// SetDisabled disables (signing them out everywhere) or enables the user:
+// a change of the account, so by must manage it (ManagesAccount).
 func (s *Service) SetDisabled(ctx context.Context, by Actor, realm, id string, disabled bool) (*User, error) {
-	if _, err := s.member(ctx, by, realm, id); err != nil {
-		return nil, err
-	}
-	u, err := s.store.UpdateUser(ctx, id, func(u *User) error { u.Disabled = disabled; return nil })
-	if err != nil {
-		return nil, err
-	}
 	action := ActionUserEnable
 	if disabled {
 		action = ActionUserDisable
-		if _, err := s.store.DeleteUserSessions(ctx, id, ""); err != nil {
-			return nil, fmt.Errorf("sign out %s: %w", u.Email, err)
-		}
 	}
-	return u, s.Record(ctx, by, realm, action, u.Email, "")
+	before, err := s.accountOf(ctx, by, realm, id, action)
+	if err != nil {
+		return nil, err
+	}
+	return s.setDisabled(ctx, by, realm, before, disabled)
 }
 
 // SetDisabledByEmail disables (signing them out everywhere) or enables any
@@ -552,7 +666,11 @@ func (s *Service) SetDisabledByEmail(ctx context.Context, email string, disabled
 	if err != nil {
 		return nil, err
 	}
-	u, err = s.store.UpdateUser(ctx, u.ID, func(x *User) error {
+	return s.setDisabled(ctx, Operator(), "", u, disabled)
+}
+
+func (s *Service) setDisabled(ctx context.Context, by Actor, realm string, before *User, disabled bool) (*User, error) {
+	u, err := s.store.UpdateUser(ctx, before.ID, func(x *User) error {
 		if !disabled && len(x.Realms) == 0 && !x.System {
 			return inputf("%s belongs to no realm; add them to one instead.", x.Email)
 		}
@@ -569,7 +687,7 @@ func (s *Service) SetDisabledByEmail(ctx context.Context, email string, disabled
 			return nil, fmt.Errorf("sign out %s: %w", u.Email, err)
 		}
 	}
-	return u, s.Record(ctx, Operator(), "", action, u.Email, "")
+	return u, s.recordOn(ctx, by, realm, action, before, "", false)
 }
 
 // AllUsers returns every user, for the operator.
@@ -582,13 +700,16 @@ func (s *Service) AllUsers(ctx context.Context) ([]*User, error) {
 }
 
 // ResetPassword gives the user a new one-time password (returned here only),
-// removes their second factor, and signs them out everywhere: for a
-// forgotten password or a lost phone.
+// removes their second factor and pending invitations, and signs them out
+// everywhere: for a forgotten password or a lost phone. Whoever sees the
+// one-time password can act as the person, so by must manage the account
+// (ManagesAccount).
 func (s *Service) ResetPassword(ctx context.Context, by Actor, realm, id string) (*User, string, error) {
-	if _, err := s.member(ctx, by, realm, id); err != nil {
+	before, err := s.accountOf(ctx, by, realm, id, ActionPasswordReset)
+	if err != nil {
 		return nil, "", err
 	}
-	return s.resetPassword(ctx, by, realm, id)
+	return s.resetPassword(ctx, by, realm, before)
 }
 
 // ResetPasswordByEmail is ResetPassword for the operator (command line),
@@ -598,10 +719,10 @@ func (s *Service) ResetPasswordByEmail(ctx context.Context, email string) (*User
 	if err != nil {
 		return nil, "", err
 	}
-	return s.resetPassword(ctx, Operator(), "", u.ID)
+	return s.resetPassword(ctx, Operator(), "", u)
 }
 
-func (s *Service) resetPassword(ctx context.Context, by Actor, realm, id string) (*User, string, error) {
+func (s *Service) resetPassword(ctx context.Context, by Actor, realm string, before *User) (*User, string, error) {
 	otp, err := NewOneTimePassword(s.opts.Rand)
 	if err != nil {
 		return nil, "", err
@@ -611,22 +732,58 @@ func (s *Service) resetPassword(ctx context.Context, by Actor, realm, id string)
 		return nil, "", err
 	}
 	now := s.now().UTC()
-	u, err := s.store.UpdateUser(ctx, id, func(u *User) error {
+	u, err := s.store.UpdateUser(ctx, before.ID, func(u *User) error {
 		u.PasswordHash, u.MustChangePassword, u.PasswordChangedAt = hash, true, now
 		u.TOTPSecret, u.TOTPLastStep = nil, 0
+		// Invitations were meant for the person, not for whoever holds
+		// the one-time password.
+		u.Invitations = nil
 		u.Disabled = u.Disabled && len(u.Realms) == 0 && !u.System
 		return nil
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("reset password: %w", err)
 	}
-	if _, err := s.store.DeleteUserSessions(ctx, id, ""); err != nil {
+	if _, err := s.store.DeleteUserSessions(ctx, u.ID, ""); err != nil {
 		return nil, "", fmt.Errorf("sign out %s: %w", u.Email, err)
 	}
 	if err := s.store.ClearLoginFailures(ctx, throttleKey(u.Email)); err != nil {
 		return nil, "", fmt.Errorf("reset password: %w", err)
 	}
-	return u, otp, s.Record(ctx, by, realm, ActionPasswordReset, u.Email, "second factor removed")
+	detail := "second factor removed"
+	if len(before.Invitations) > 0 {
+		detail += "; invitations of " + strings.Join(before.InvitationRealms(), ", ") + " withdrawn"
+	}
+	return u, otp, s.recordOn(ctx, by, realm, ActionPasswordReset, before, detail, false)
+}
+
+// AnswerInvitation makes u a member of realm with the invited role
+// (accept) or drops the invitation; either is recorded in realm and every
+// realm u belongs to.
+func (s *Service) AnswerInvitation(ctx context.Context, u *User, realm string, accept bool) (*User, error) {
+	var inv Invitation
+	after, err := s.store.UpdateUser(ctx, u.ID, func(x *User) error {
+		var ok bool
+		if inv, ok = x.Invitations[realm]; !ok {
+			return inputf("There is no invitation of realm %s.", realm)
+		}
+		delete(x.Invitations, realm)
+		if accept {
+			if x.Realms == nil {
+				x.Realms = map[string]Role{}
+			}
+			x.Realms[realm] = inv.Role
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	action, detail := ActionInviteDecline, "invited as "+string(inv.Role)+" by "+inv.By
+	if accept {
+		action, detail = ActionInviteAccept, "role "+string(inv.Role)+", invited by "+inv.By
+	}
+	return after, s.recordOn(ctx, AsUser(u), realm, action, u, detail, false)
 }
 
 // SetTimeZone sets the IANA zone in which the user enters dates.
@@ -645,16 +802,47 @@ func (s *Service) SetTimeZone(ctx context.Context, u *User, tz string) (*User, e
 // Record appends an audit entry for an action by the actor in realm ("" for
 // system actions). Target and detail must hold no code, password or secret.
 func (s *Service) Record(ctx context.Context, by Actor, realm, action, target, detail string) error {
+	return s.record(ctx, by, realm, action, target, detail, false)
+}
+
+func (s *Service) record(ctx context.Context, by Actor, realm, action, target, detail string, refused bool) error {
 	now := s.now().UTC()
 	r, err := s.random(4)
 	if err != nil {
 		return err
 	}
-	e := &AuditEntry{ID: AuditIDPrefix(now) + hex.EncodeToString(r), Time: now, Realm: realm, Actor: by.Name, Action: action, Target: target, Detail: detail}
+	e := &AuditEntry{ID: AuditIDPrefix(now) + hex.EncodeToString(r), Time: now, Realm: realm, Actor: by.Name,
+		Action: action, Target: target, Detail: detail, Refused: refused}
 	if err := s.store.AppendAudit(ctx, e); err != nil {
 		return fmt.Errorf("audit %s: %w", action, err)
 	}
 	return nil
+}
+
+// recordOn records an action on the person u (as they were before it),
+// done in realm ("" for a system admin's or the operator's action without
+// one): in realm's list, in the list of every realm u belongs to, and in
+// the system list for a system admin — so that each realm's admins see
+// what is done to their people from elsewhere, refused attempts included.
+func (s *Service) recordOn(ctx context.Context, by Actor, realm, action string, u *User, detail string, refused bool) error {
+	lists := append([]string{realm}, u.RealmNames()...)
+	if u.System {
+		lists = append(lists, "")
+	}
+	slices.Sort(lists)
+	var errs []error
+	for _, list := range slices.Compact(lists) {
+		d := detail
+		if list != realm {
+			where := "in realm " + realm
+			if realm == "" {
+				where = "system action"
+			}
+			d = strings.Join(slices.DeleteFunc([]string{where, detail}, func(x string) bool { return x == "" }), "; ")
+		}
+		errs = append(errs, s.record(ctx, by, list, action, u.Email, d, refused))
+	}
+	return errors.Join(errs...)
 }
 
 // AuditIDPrefix is the part of an audit entry ID that orders it: 16 hex

@@ -294,10 +294,14 @@ func TestAdminActions(t *testing.T) {
 	if _, err := f.svc.RealmUsers(f.ctx, asWorker, "wa"); !errors.Is(err, account.ErrForbidden) {
 		t.Errorf("worker lists users: %v", err)
 	}
-	// An existing user joins another realm without a new password.
+	// A realm admin only invites an existing account; it joins when the
+	// person accepts, keeping their password.
 	u, otp, err := f.svc.AddUser(f.ctx, asAdmin, account.NewUser{Email: "other@example.org", Realm: "wa", Role: account.RoleWorker})
-	if err != nil || otp != "" || u.Realms["wa"] != account.RoleWorker || u.Realms["or"] != account.RoleAdmin {
-		t.Errorf("add existing user: %+v, %q, %v", u, otp, err)
+	if err != nil || otp != "" || u.Realms["wa"] != "" || u.Invitations["wa"] != (account.Invitation{Role: account.RoleWorker, By: "admin@example.org"}) {
+		t.Errorf("invite existing user: %+v, %q, %v", u, otp, err)
+	}
+	if u, err = f.svc.AnswerInvitation(f.ctx, u, "wa", true); err != nil || u.Realms["wa"] != account.RoleWorker || u.Realms["or"] != account.RoleAdmin || len(u.Invitations) != 0 {
+		t.Errorf("accept: %+v, %v", u, err)
 	}
 	if _, _, err := f.svc.AddUser(f.ctx, asAdmin, account.NewUser{Email: "other@example.org", Realm: "wa", Role: account.RoleWorker}); err == nil {
 		t.Error("added a member twice")
@@ -345,13 +349,19 @@ func TestAdminActions(t *testing.T) {
 	}
 	var actions []string
 	for _, e := range es {
-		actions = append(actions, e.Actor+" "+e.Action+" "+e.Target)
+		a := e.Actor + " " + e.Action + " " + e.Target
+		if e.Refused {
+			a += " (refused)"
+		}
+		actions = append(actions, a)
 	}
 	want := []string{
 		"admin@example.org user.remove worker@example.org",
 		"admin@example.org user.password-reset worker@example.org",
+		"admin@example.org user.role sys@example.org (refused)",
 		"admin@example.org user.role worker@example.org",
-		"admin@example.org user.add other@example.org",
+		"other@example.org user.invite-accept other@example.org",
+		"admin@example.org user.invite other@example.org",
 		"operator user.add worker@example.org",
 		"operator user.add admin@example.org",
 	}
@@ -369,7 +379,8 @@ func TestAdminActions(t *testing.T) {
 	if _, err := f.svc.Audit(f.ctx, asAdmin, "", "", 0); !errors.Is(err, account.ErrForbidden) {
 		t.Errorf("realm admin reads the system list: %v", err)
 	}
-	if es, err := f.svc.Audit(f.ctx, asSys, "", "", 0); err != nil || len(es) != 1 || es[0].Detail != "system admin" {
+	// The system admin's list shows the refused attempt on them too.
+	if es, err := f.svc.Audit(f.ctx, asSys, "", "", 0); err != nil || len(es) != 2 || !es[0].Refused || es[0].Detail != "in realm wa; refused: not a member of realm wa" || es[1].Detail != "system admin" {
 		t.Errorf("system list: %+v, %v", es, err)
 	}
 }

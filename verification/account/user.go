@@ -64,6 +64,11 @@ type User struct {
 	Realms map[string]Role `json:"realms,omitempty"`
 	// System marks a system admin: manages realms, admin in every realm.
 	System bool `json:"system,omitempty"`
+	// Invitations are memberships that realms' admins offered this
+	// existing account; each becomes one only when the person accepts it
+	// (AnswerInvitation), so that no realm admin can pull someone else's
+	// account into their realm.
+	Invitations map[string]Invitation `json:"invitations,omitempty"`
 
 	// PasswordHash is the argon2id hash in PHC string format.
 	PasswordHash string `json:"passwordHash"`
@@ -86,6 +91,13 @@ type User struct {
 	CreatedAt time.Time `json:"createdAt"`
 }
 
+// Invitation is a realm's offer of a role to an existing account.
+type Invitation struct {
+	Role Role `json:"role"`
+	// By is the email of the admin who invited.
+	By string `json:"by"`
+}
+
 // HasTOTP reports whether the user has a second factor.
 func (u *User) HasTOTP() bool { return len(u.TOTPSecret) > 0 }
 
@@ -102,6 +114,9 @@ func (u *User) RoleIn(realm string) Role {
 func (u *User) Can(realm string, need Role) bool {
 	return realm != "" && !u.Disabled && u.RoleIn(realm).Covers(need)
 }
+
+// InvitationRealms returns the realms that invited the user, sorted.
+func (u *User) InvitationRealms() []string { return slices.Sorted(maps.Keys(u.Invitations)) }
 
 // RealmNames returns the realms the user belongs to, sorted.
 func (u *User) RealmNames() []string { return slices.Sorted(maps.Keys(u.Realms)) }
@@ -151,6 +166,11 @@ func (u *User) Validate() error {
 			errs = append(errs, fmt.Errorf("realm %s: %w", realm, err))
 		}
 	}
+	for realm, inv := range u.Invitations {
+		if _, err := ParseRole(string(inv.Role)); err != nil || realm == "" {
+			errs = append(errs, fmt.Errorf("invitation of realm %q: role %q", realm, inv.Role))
+		}
+	}
 	if len(u.Realms) == 0 && !u.System && !u.Disabled {
 		errs = append(errs, errors.New("an active user needs a realm or the system admin role"))
 	}
@@ -172,6 +192,7 @@ func (u *User) Validate() error {
 func (u *User) Clone() *User {
 	c := *u
 	c.Realms = maps.Clone(u.Realms)
+	c.Invitations = maps.Clone(u.Invitations)
 	c.TOTPSecret = slices.Clone(u.TOTPSecret)
 	return &c
 }
