@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,12 +15,15 @@ import (
 	"github.com/candor-en/candor/storage/internal/record"
 )
 
-// Exposures are stored append-only, keyed by their location: the coarse
-// created time (8 bytes, Unix seconds, big endian) and a sequence number (8
-// bytes). Appending touches only the last pages of the B+tree, where
-// inserting random key bytes would dirty a page per key and make every
-// commit write megabytes. The key-bytes → location index that uniqueness and
-// revisions need lives in memory, built from the bucket on Open.
+// Exposures are keyed by their location: the coarse created time (8 bytes,
+// Unix seconds, big endian) and 8 random bytes. The random half is what
+// keeps upload order out of the file: within an hour, the keys of one
+// upload are neither consecutive nor in upload order, so runs of keys cannot
+// be matched to claimed codes or to each other. (A sequence number made one
+// upload's keys a consecutive run, in upload order.) Inserts stay within the
+// current hours' pages, not the whole tree, since the created time leads.
+// The key-bytes → location index that uniqueness and revisions need lives in
+// memory, built from the bucket on Open.
 var (
 	// exposures: location → record (including the key bytes).
 	bucketExposures = []byte("exposures")
@@ -31,11 +35,17 @@ const locLen = 16
 
 type location [locLen]byte
 
-func newLocation(created time.Time, seq uint64) location {
+// newLocation returns a free location in b for an exposure created at
+// created.
+func newLocation(b *bbolt.Bucket, created time.Time) location {
 	var l location
 	binary.BigEndian.PutUint64(l[:8], uint64(created.Unix()))
-	binary.BigEndian.PutUint64(l[8:], seq)
-	return l
+	for {
+		rand.Read(l[8:])
+		if b.Get(l[:]) == nil {
+			return l
+		}
+	}
 }
 
 type keyBytes = [keyserver.KeyLength]byte
@@ -102,8 +112,6 @@ func (d *DB) applyPublishes(batch []*publishReq) {
 	added := make(map[keyBytes]location)
 	err := d.db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketExposures)
-		// Appends only: fill pages instead of bbolt's default half-full split.
-		b.FillPercent = 0.95
 		revised := tx.Bucket(bucketExposuresRevised)
 		for _, r := range batch {
 			existing := make(map[keyBytes]*keyserver.Exposure)
@@ -135,11 +143,7 @@ func (d *DB) applyPublishes(batch []*publishReq) {
 				continue
 			}
 			for _, e := range ch.Insert {
-				seq, err := b.NextSequence()
-				if err != nil {
-					return err
-				}
-				loc := newLocation(e.CreatedAt, seq)
+				loc := newLocation(b, e.CreatedAt)
 				if err := b.Put(loc[:], encodeExposure(e)); err != nil {
 					return err
 				}
@@ -226,7 +230,7 @@ func (d *DB) Exposure(ctx context.Context, key [keyserver.KeyLength]byte) (*keys
 var ErrBadRecord = record.ErrBadRecord
 
 // ExposuresCreated calls fn for every exposure created in [from, to), in
-// creation order. Records that cannot be decoded are skipped (ScanCreated
+// order of the created time; within one time, in random order. Records that cannot be decoded are skipped (ScanCreated
 // counts them). It stops at fn's first error.
 func (d *DB) ExposuresCreated(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) error {
 	_, err := d.ScanCreated(ctx, from, to, fn)

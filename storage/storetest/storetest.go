@@ -167,6 +167,7 @@ func TestExposures(t *testing.T, open func(t *testing.T) ExposureStore) {
 			t.Fatalf("%d copies of one key stored, want 1", n)
 		}
 	})
+	t.Run("one window's order links no key to its upload", func(t *testing.T) { testExposureOrder(t, open(t)) })
 	t.Run("retention deletes before the cutoff", func(t *testing.T) {
 		s := open(t)
 		for i := range 6 {
