@@ -10,6 +10,9 @@ import (
 // KeyLength is the length of a temporary exposure key in bytes.
 const KeyLength = 16
 
+// UploadTagLength is the length of an Exposure's UploadTag in bytes.
+const UploadTagLength = 16
+
 // IntervalsPerDay is the number of 10-minute intervals in a UTC day, the
 // largest rolling period a key may have.
 const IntervalsPerDay = 144
@@ -102,6 +105,10 @@ type Exposure struct {
 	// CreatedAt is when the key becomes exportable: the publish window of the
 	// upload, or of the key's expiry for a key still valid at upload (embargo).
 	CreatedAt time.Time
+	// UploadTag marks the key as stored by one upload, so that an exact retry
+	// of that upload is recognised; see uploadTags. Zero in records written
+	// before tags existed.
+	UploadTag [UploadTagLength]byte
 
 	// Revision: set once, when a later upload changed the report type.
 	Revised                 bool

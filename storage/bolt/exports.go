@@ -363,9 +363,9 @@ func (d *DB) ScanExportExposures(ctx context.Context, revised bool, from, to tim
 
 // exposureDecoder decodes exposure records into one reused Exposure, with
 // the region and app id strings interned, so a scan does not allocate per
-// record. It reads the layout of record.EncodeExposure (version 2); any
-// other record goes through decodeExposure, the reference decoder, so a new
-// layout is slower here but never misread.
+// record. It reads the layout of record.EncodeExposure (versions 2 and 3,
+// which adds the upload tag); any other record goes through decodeExposure,
+// the reference decoder, so a new layout is slower here but never misread.
 type exposureDecoder struct {
 	e            keyserver.Exposure
 	region, haID string
@@ -373,7 +373,7 @@ type exposureDecoder struct {
 
 func (d *exposureDecoder) decode(b []byte) (*keyserver.Exposure, error) {
 	const fixed = 1 + keyserver.KeyLength + 4 + 4 + 4 + 1 + 4 + 1 + 8 + 1 + 4 + 4 + 8
-	if len(b) < fixed+2 || b[0] != 2 {
+	if len(b) < fixed+2 || b[0] != 2 && b[0] != 3 {
 		return decodeExposure(b)
 	}
 	e := &d.e
@@ -399,10 +399,17 @@ func (d *exposureDecoder) decode(b []byte) (*keyserver.Exposure, error) {
 	if p, ok = internString(p, &d.region); !ok {
 		return nil, ErrBadRecord
 	}
-	if _, ok = internString(p, &d.haID); !ok {
+	if p, ok = internString(p, &d.haID); !ok {
 		return nil, ErrBadRecord
 	}
 	e.Region, e.HealthAuthorityID = d.region, d.haID
+	e.UploadTag = [keyserver.UploadTagLength]byte{}
+	if b[0] == 3 {
+		if len(p) < keyserver.UploadTagLength {
+			return nil, ErrBadRecord
+		}
+		copy(e.UploadTag[:], p)
+	}
 	return e, nil
 }
 

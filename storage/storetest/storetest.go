@@ -33,6 +33,7 @@ func exposure(i int, created time.Time) *keyserver.Exposure {
 		Traveler: i%2 == 0, Region: "US-WA", HealthAuthorityID: "app", CreatedAt: created,
 	}
 	e.Key[0], e.Key[1], e.Key[15] = byte(i>>8), byte(i), 0xAA
+	e.UploadTag[0], e.UploadTag[15] = byte(i), 0x55
 	return e
 }
 

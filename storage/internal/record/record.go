@@ -13,12 +13,17 @@ import (
 // ErrBadRecord marks a stored exposure that cannot be decoded.
 var ErrBadRecord = errors.New("bad exposure record")
 
-const exposureRecordVersion = 2
+// Record versions: 3 appends the upload tag to version 2, whose records
+// (written before tags existed) still decode, with a zero tag.
+const (
+	exposureRecordV2      = 2
+	exposureRecordVersion = 3
+)
 
 // EncodeExposure encodes e in the binary record format shared by the
 // storage backends.
 func EncodeExposure(e *keyserver.Exposure) []byte {
-	b := make([]byte, 0, 80+len(e.Region)+len(e.HealthAuthorityID))
+	b := make([]byte, 0, 96+len(e.Region)+len(e.HealthAuthorityID))
 	b = append(b, exposureRecordVersion)
 	b = append(b, e.Key[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(e.IntervalNumber))
@@ -38,7 +43,7 @@ func EncodeExposure(e *keyserver.Exposure) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(revisedAt))
 	b = appendString(b, e.Region)
 	b = appendString(b, e.HealthAuthorityID)
-	return b
+	return append(b, e.UploadTag[:]...)
 }
 
 func flags(bits ...bool) byte {
@@ -62,7 +67,7 @@ func appendString(b []byte, s string) []byte {
 // DecodeExposure decodes a record written by EncodeExposure.
 func DecodeExposure(b []byte) (*keyserver.Exposure, error) {
 	const fixed = 1 + keyserver.KeyLength + 4 + 4 + 4 + 1 + 4 + 1 + 8 + 1 + 4 + 4 + 8
-	if len(b) < fixed+2 || b[0] != exposureRecordVersion {
+	if len(b) < fixed+2 || b[0] != exposureRecordVersion && b[0] != exposureRecordV2 {
 		return nil, ErrBadRecord
 	}
 	e := &keyserver.Exposure{}
@@ -99,6 +104,12 @@ func DecodeExposure(b []byte) (*keyserver.Exposure, error) {
 	e.HealthAuthorityID, ok2 = str()
 	if !ok1 || !ok2 {
 		return nil, ErrBadRecord
+	}
+	if b[0] == exposureRecordVersion {
+		if len(p) < keyserver.UploadTagLength {
+			return nil, ErrBadRecord
+		}
+		copy(e.UploadTag[:], p)
 	}
 	return e, nil
 }
