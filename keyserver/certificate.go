@@ -41,6 +41,8 @@ type verifiedCertificate struct {
 	Authority            *HealthAuthority
 	ReportType           ReportType
 	SymptomOnsetInterval int32
+	// HMACKey is the request's decoded hmacKey, which the tekmac matched.
+	HMACKey []byte
 }
 
 // certificateLeeway tolerates clock skew between verification and key server.
@@ -115,7 +117,7 @@ func (p *Publisher) verifyCertificate(ctx context.Context, app *App, req *api.Pu
 	if !VerifyTEKMAC(secret, mac, req.Keys) {
 		return nil, invalid("certificate tekmac does not match the uploaded keys")
 	}
-	return &verifiedCertificate{Authority: authority, ReportType: rt, SymptomOnsetInterval: int32(claims.SymptomOnsetInterval)}, nil
+	return &verifiedCertificate{Authority: authority, ReportType: rt, SymptomOnsetInterval: int32(claims.SymptomOnsetInterval), HMACKey: secret}, nil
 }
 
 // ecdsaKey is the parsed form of an AuthorityKey, cached by the authority cache.

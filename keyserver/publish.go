@@ -2,6 +2,8 @@ package keyserver
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -110,8 +112,10 @@ func (p *Publisher) InvalidateCache() { p.authorities.Invalidate() }
 // Result is the outcome of a successful (or partly successful) publish.
 type Result struct {
 	RevisionToken string
-	Inserted      int
-	Revised       int
+	// Inserted counts the keys this upload stored, including those an
+	// earlier attempt of the same upload stored (a retry is answered alike).
+	Inserted int
+	Revised  int
 	// Dropped counts keys refused by validation or too far from the onset.
 	Dropped int
 	// PartialFailure, when set, explains why some keys were dropped.
@@ -163,15 +167,17 @@ func (p *Publisher) Publish(ctx context.Context, req *api.Publish) (*Result, err
 	for _, e := range batch {
 		keys = append(keys, e.Key)
 	}
-	var inserted, revised int
-	err = p.exposures.Publish(ctx, keys, func(existing map[[KeyLength]byte]*Exposure) (*Change, error) {
-		ch, err := planChange(batch, existing, cert.ReportType, token, tokenSent, p.coarse(now))
-		if err != nil {
-			return nil, err
-		}
-		inserted, revised = len(ch.Insert), len(ch.Revise)
-		return ch, nil
-	})
+	var inserted, retried, revised int
+	if len(batch) > 0 { // when every key was dropped there is nothing to store
+		err = p.exposures.Publish(ctx, keys, func(existing map[[KeyLength]byte]*Exposure) (*Change, error) {
+			ch, n, err := planChange(batch, existing, cert.ReportType, token, tokenSent, p.coarse(now))
+			if err != nil {
+				return nil, err
+			}
+			inserted, retried, revised = len(ch.Insert), n, len(ch.Revise)
+			return ch, nil
+		})
+	}
 	if err != nil {
 		var perr *Error
 		if errors.As(err, &perr) {
@@ -182,11 +188,23 @@ func (p *Publisher) Publish(ctx context.Context, req *api.Publish) (*Result, err
 		}
 		return nil, &Error{Code: api.CodeInternalError, Message: "storing keys", Err: err}
 	}
-	res.Inserted, res.Revised = inserted, revised
+	res.Inserted, res.Revised = inserted+retried, revised
 
 	tok := &RevisionToken{IssuedAt: now.Truncate(time.Hour)}
 	for _, e := range batch {
 		tok.Keys = append(tok.Keys, RevisableKey{Key: e.Key, IntervalNumber: e.IntervalNumber, IntervalCount: e.IntervalCount})
+	}
+	if token != nil {
+		// Like the reference, the new token keeps the keys of the token sent
+		// that this upload did not carry (e.g. dropped for symptom onset),
+		// while they can still be stored, so the phone can still revise them.
+		minEnd := IntervalNumber(now.Add(-p.opts.MaxIntervalAge))
+		for _, k := range token.Keys {
+			if _, ok := tok.Find(k.Key); ok || k.IntervalNumber+k.IntervalCount < minEnd || len(tok.Keys) == MaxKeysPerPublish {
+				continue
+			}
+			tok.Keys = append(tok.Keys, k)
+		}
 	}
 	aead, err := p.revision.AEAD()
 	if err == nil {
@@ -202,9 +220,11 @@ func (p *Publisher) Publish(ctx context.Context, req *api.Publish) (*Result, err
 func (p *Publisher) coarse(t time.Time) time.Time { return t.Truncate(p.opts.TruncateWindow).UTC() }
 
 // planChange decides, for keys already stored, whether the upload is a valid
-// revision, and returns what to write.
-func planChange(batch []*Exposure, existing map[[KeyLength]byte]*Exposure, rt ReportType, token *RevisionToken, tokenSent bool, revisedAt time.Time) (*Change, error) {
+// revision, and returns what to write and how many keys an earlier attempt of
+// this same upload already stored.
+func planChange(batch []*Exposure, existing map[[KeyLength]byte]*Exposure, rt ReportType, token *RevisionToken, tokenSent bool, revisedAt time.Time) (*Change, int, error) {
 	ch := &Change{}
+	retried := 0
 	for _, in := range batch {
 		prev, ok := existing[in.Key]
 		if !ok {
@@ -213,29 +233,35 @@ func planChange(batch []*Exposure, existing map[[KeyLength]byte]*Exposure, rt Re
 			}
 			continue
 		}
+		if prev.UploadTag == in.UploadTag && !prev.Revised {
+			// This upload stored the key before, but its client saw an error
+			// (timeout, disconnect) and retried: answer as the first time.
+			// (Once revised, the first answer evidently arrived.)
+			retried++
+			continue
+		}
 		if !tokenSent {
-			return nil, errorf(api.CodeMissingRevisionToken, "a key was uploaded before; its revision token is required")
+			return nil, 0, errorf(api.CodeMissingRevisionToken, "a key was uploaded before; its revision token is required")
 		}
 		if token == nil {
-			return nil, errorf(api.CodeInvalidRevisionToken, "the revision token is invalid or expired")
+			return nil, 0, errorf(api.CodeInvalidRevisionToken, "the revision token is invalid or expired")
 		}
 		tk, ok := token.Find(in.Key)
 		if !ok || tk.IntervalNumber != prev.IntervalNumber || tk.IntervalCount != prev.IntervalCount ||
 			in.IntervalNumber != prev.IntervalNumber || in.IntervalCount != prev.IntervalCount {
-			return nil, errorf(api.CodeInvalidRevisionToken, "the revision token does not cover an uploaded key")
+			return nil, 0, errorf(api.CodeInvalidRevisionToken, "the revision token does not cover an uploaded key")
 		}
-		current := prev.ReportType
+		if rt == prev.ReportType || prev.Revised && rt == prev.RevisedReportType {
+			// The original or the revised type again (e.g. the likely upload
+			// re-sent after its confirmation): nothing changes, as in the
+			// reference server.
+			continue
+		}
 		if prev.Revised {
-			current = prev.RevisedReportType
-		}
-		if current == rt {
-			continue // same type again: nothing to do
-		}
-		if prev.Revised {
-			return nil, errorf(api.CodeKeyAlreadyRevised, "a key was already revised")
+			return nil, 0, errorf(api.CodeKeyAlreadyRevised, "a key was already revised")
 		}
 		if !prev.ReportType.CanReviseTo(rt) {
-			return nil, errorf(api.CodeInvalidReportTypeTransition, "report type %s cannot be revised to %s", prev.ReportType, rt)
+			return nil, 0, errorf(api.CodeInvalidReportTypeTransition, "report type %s cannot be revised to %s", prev.ReportType, rt)
 		}
 		rev := *prev
 		rev.Revised = true
@@ -248,17 +274,41 @@ func planChange(batch []*Exposure, existing map[[KeyLength]byte]*Exposure, rt Re
 		}
 		ch.Revise = append(ch.Revise, &rev)
 	}
-	return ch, nil
+	return ch, retried, nil
+}
+
+// uploadTagDomain separates upload tags from any other HMAC under a hmacKey.
+var uploadTagDomain = []byte("candor/upload-tag/v1\x00")
+
+// uploadTagger returns the function that computes each key's UploadTag for
+// one upload: HMAC-SHA256 under the phone's hmacKey of the certificate's
+// hash and the key, truncated. An exact retry (same certificate, same keys,
+// so the same hmacKey) recomputes the same tags. The hmacKey is never
+// stored, so without it the tags of one upload's keys are unrelated random
+// values: they neither group the keys nor link them to the certificate.
+func uploadTagger(hmacKey []byte, certificate string) func(key [KeyLength]byte) [UploadTagLength]byte {
+	certHash := sha256.Sum256([]byte(certificate))
+	return func(key [KeyLength]byte) [UploadTagLength]byte {
+		m := hmac.New(sha256.New, hmacKey)
+		m.Write(uploadTagDomain)
+		m.Write(certHash[:])
+		m.Write(key[:])
+		var tag [UploadTagLength]byte
+		copy(tag[:], m.Sum(nil))
+		return tag
+	}
 }
 
 // transform validates the request's keys and turns the valid ones into
 // exposures. Invalid keys are dropped and noted in res; when none is left the
-// request fails.
+// request fails, unless every key was dropped with a warning for its
+// distance from the symptom onset.
 func (p *Publisher) transform(req *api.Publish, app *App, cert *verifiedCertificate, now time.Time, res *Result) ([]*Exposure, error) {
 	current := IntervalNumber(now)
 	minEnd := IntervalNumber(now.Add(-p.opts.MaxIntervalAge))
 	onset := p.symptomOnset(req.SymptomOnsetInterval, cert.SymptomOnsetInterval, now)
 	created := p.coarse(now)
+	tag := uploadTagger(cert.HMACKey, req.VerificationPayload)
 
 	var firstErr string
 	drop := func(i int, format string, args ...any) {
@@ -302,6 +352,7 @@ func (p *Publisher) transform(req *api.Publish, app *App, cert *verifiedCertific
 			CreatedAt:         created,
 		}
 		copy(e.Key[:], raw)
+		e.UploadTag = tag(e.Key)
 		if e.TransmissionRisk == 0 {
 			e.TransmissionRisk = cert.ReportType.defaultTransmissionRisk()
 		}
@@ -320,12 +371,11 @@ func (p *Publisher) transform(req *api.Publish, app *App, cert *verifiedCertific
 		}
 		out = append(out, e)
 	}
-	if len(out) == 0 {
-		if firstErr == "" {
-			firstErr = "no key is within the symptom onset range"
-		}
+	if len(out) == 0 && firstErr != "" {
 		return nil, errorf(api.CodeBadRequest, "no valid key: %s", firstErr)
 	}
+	// Keys only dropped for their distance from the symptom onset are not an
+	// error, even all of them: the reference answers 200 with the warnings.
 	if err := p.checkOverlap(out); err != nil {
 		return nil, err
 	}

@@ -311,6 +311,10 @@ func TestPublishRevisions(t *testing.T) {
 		{"token of other keys", []step{{"likely", "none", ""}, {"confirmed", "other", api.CodeInvalidRevisionToken}}, 0},
 		{"confirmed to likely is forbidden", []step{{"confirmed", "none", ""}, {"likely", "prev", api.CodeInvalidReportTypeTransition}}, 0},
 		{"revised twice", []step{{"user-report", "none", ""}, {"likely", "prev", ""}, {"confirmed", "prev", api.CodeKeyAlreadyRevised}}, keyserver.ReportLikely},
+		{"original type re-sent after the revision is a no-op", []step{{"likely", "none", ""}, {"confirmed", "prev", ""}, {"likely", "prev", ""}}, keyserver.ReportConfirmed},
+		{"revised type re-sent is a no-op", []step{{"likely", "none", ""}, {"confirmed", "prev", ""}, {"confirmed", "prev", ""}}, keyserver.ReportConfirmed},
+		{"a third type after the revision", []step{{"likely", "none", ""}, {"confirmed", "prev", ""}, {"negative", "prev", api.CodeKeyAlreadyRevised}}, keyserver.ReportConfirmed},
+		{"original type re-sent without the token", []step{{"likely", "none", ""}, {"confirmed", "prev", ""}, {"likely", "none", api.CodeMissingRevisionToken}}, keyserver.ReportConfirmed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
