@@ -142,6 +142,9 @@ func typeInfoOf(t string) (name, explanation string, ok bool) {
 	case logentry.TypeRetentionDeleted:
 		return "Old data deleted",
 			"Keys older than the retention period (stated in the realm entries; 14 days by default) were deleted, and the export files that held them removed. Auditors check that nothing older is still served.", true
+	case logentry.TypeExportRootAdded:
+		return "Export files of a region added",
+			"A new set of export files (a “root”, for one region's app) is now served to phones. Every root the server lists must be logged here, so auditors check the files of each of them.", true
 	case logentry.TypeSigningKeyAdded:
 		return "Signing key added",
 			"A new public key appeared that signs export files or a health authority's verification certificates. Phones and key servers trust signatures only from keys logged here.", true
@@ -279,6 +282,8 @@ func Summary(e logentry.Entry) string {
 			s += " (" + strings.Join(b.Files, ", ") + ")"
 		}
 		return s
+	case logentry.ExportRootAdded:
+		return fmt.Sprintf("export root %s added: files of region %s served under /exports/%s/", b.Root, b.Region, b.Root)
 	case logentry.SigningKeyAdded:
 		return fmt.Sprintf("%s key %s added%s", b.Purpose, b.Ref(), scope(b.Scope))
 	case logentry.SigningKeyRotated:

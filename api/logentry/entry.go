@@ -163,6 +163,8 @@ func decode(typ string, data []byte) (Body, error) {
 		return decodeAs[ExportPublished](typ, data)
 	case TypeRetentionDeleted:
 		return decodeAs[RetentionDeleted](typ, data)
+	case TypeExportRootAdded:
+		return decodeAs[ExportRootAdded](typ, data)
 	case TypeSigningKeyAdded:
 		return decodeAs[SigningKeyAdded](typ, data)
 	case TypeSigningKeyRotated:
@@ -209,11 +211,11 @@ func strictUnmarshal(b []byte, v any) error {
 
 // Identity returns what makes two entries record the same event, so that an
 // event delivered twice is logged once: for an export file its name, for a
-// retention run its cutoff, for a signing key its purpose, id, version and
-// public key, for a new realm or authority its name, for daily statistics
-// the realm and day; for any other entry the SHA-256 of its encoding (so a
-// repeat within the same hour is the same event). It is prefixed by the
-// entry type.
+// retention run its cutoff, for an export root its name, for a signing key
+// its purpose, id, version and public key, for a new realm or authority its
+// name, for daily statistics the realm and day; for any other entry the
+// SHA-256 of its encoding (so a repeat within the same hour is the same
+// event). It is prefixed by the entry type.
 func (e Entry) Identity() (string, error) {
 	if e.Body == nil {
 		return "", errors.New("logentry: entry without body")

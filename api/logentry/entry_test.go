@@ -63,6 +63,7 @@ func samples(t *testing.T) []Body {
 		AuthorityChanged{Authority: auth},
 		StatsDaily{Realm: "wa", Day: "2025-03-01", CodesIssued: NewCount(120), CodesClaimed: NewCount(4), CertificatesIssued: NewCount(99), UploadsAccepted: &uploads},
 		SoftwareStarted{Module: "github.com/candor-en/candor", Version: "v1.2.3", Revision: "abc", GoVersion: "go1.26", Settings: map[string]string{"GOOS": "linux"}},
+		ExportRootAdded{Root: "us-wa", Region: "US-WA"},
 	}
 }
 
@@ -134,6 +135,9 @@ func TestValidate(t *testing.T) {
 		SoftwareStarted{Module: "m"},
 		RealmAdded{Realm: Realm{Name: "wa"}},
 		AuthorityAdded{},
+		ExportRootAdded{Root: "us-wa\r", Region: "US-WA"},
+		ExportRootAdded{Root: "roots.txt", Region: "US-WA"},
+		ExportRootAdded{Root: "us-wa"},
 	}
 	for _, b := range bad {
 		if _, err := New(now, b).Marshal(); err == nil {

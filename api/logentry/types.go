@@ -17,6 +17,7 @@ import (
 const (
 	TypeExportPublished   = "export.published"
 	TypeRetentionDeleted  = "retention.deleted"
+	TypeExportRootAdded   = "export_root.added"
 	TypeSigningKeyAdded   = "signing_key.added"
 	TypeSigningKeyRotated = "signing_key.rotated"
 	TypeSigningKeyRetired = "signing_key.retired"
@@ -31,7 +32,7 @@ const (
 // Types lists every entry type this package knows, in documentation order.
 func Types() []string {
 	return []string{
-		TypeExportPublished, TypeRetentionDeleted,
+		TypeExportPublished, TypeRetentionDeleted, TypeExportRootAdded,
 		TypeSigningKeyAdded, TypeSigningKeyRotated, TypeSigningKeyRetired,
 		TypeRealmAdded, TypeRealmChanged, TypeAuthorityAdded, TypeAuthorityChanged,
 		TypeStatsDaily, TypeSoftwareStarted,
@@ -186,6 +187,36 @@ func (b RetentionDeleted) normalized() Body {
 
 // identity: one retention run per cutoff.
 func (b RetentionDeleted) identity() string { return b.Cutoff.UTC().Format(time.RFC3339Nano) }
+
+// ExportRootAdded claims that the export root Root was added to the list
+// of roots a deployment serves (/exports/roots.txt): from this entry on, its
+// files are served under /exports/<Root>/ and carry Region. Roots are only
+// ever added; every root served must have this entry.
+type ExportRootAdded struct {
+	Root   string `json:"root"`
+	Region string `json:"region"`
+}
+
+// EntryType implements Body.
+func (ExportRootAdded) EntryType() string { return TypeExportRootAdded }
+
+var exportRootRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+func (b ExportRootAdded) check() error {
+	var errs []error
+	if !exportRootRE.MatchString(b.Root) || b.Root == "roots.txt" {
+		errs = append(errs, fmt.Errorf("root %q is not a root name", b.Root))
+	}
+	if b.Region == "" {
+		errs = append(errs, errors.New("region is empty"))
+	}
+	return errors.Join(errs...)
+}
+
+func (b ExportRootAdded) normalized() Body { return b }
+
+// identity: a root is added once.
+func (b ExportRootAdded) identity() string { return b.Root }
 
 // SigningKey is a public signing key: what a signing_key entry is about.
 type SigningKey struct {
