@@ -384,3 +384,96 @@ func TestAdminActions(t *testing.T) {
 		t.Errorf("system list: %+v, %v", es, err)
 	}
 }
+
+// Changes of the account itself need an admin of every realm of the person
+// (or a system admin); invitations are answered by the person, and a
+// password reset or the revival of an abandoned account withdraws them.
+func TestAccountChangesNeedEveryRealm(t *testing.T) {
+	f := newFixture(t)
+	both, _ := f.addUser(t, "both@example.org", "wa", account.RoleAdmin, false)
+	if _, _, err := f.svc.AddUser(f.ctx, account.Operator(), account.NewUser{Email: "both@example.org", Realm: "or", Role: account.RoleAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	waAdmin, _ := f.addUser(t, "wa-admin@example.org", "wa", account.RoleAdmin, false)
+	sys, _ := f.addUser(t, "sys@example.org", "", "", true)
+	person, _ := f.addUser(t, "person@example.org", "wa", account.RoleWorker, false)
+	if _, _, err := f.svc.AddUser(f.ctx, account.Operator(), account.NewUser{Email: "person@example.org", Realm: "or", Role: account.RoleWorker}); err != nil {
+		t.Fatal(err)
+	}
+	asBoth, asWA, asSys := account.AsUser(mustUser(t, f, both.ID)), account.AsUser(waAdmin), account.AsUser(sys)
+	person = mustUser(t, f, person.ID)
+
+	for _, c := range []struct {
+		name    string
+		by      account.Actor
+		manages bool
+	}{
+		{"admin of one of the realms", asWA, false},
+		{"admin of both realms", asBoth, true},
+		{"system admin", asSys, true},
+		{"operator", account.Operator(), true},
+	} {
+		if got := f.svc.ManagesAccount(c.by, person); got != c.manages {
+			t.Errorf("%s: ManagesAccount = %v", c.name, got)
+		}
+		_, otp, err := f.svc.ResetPassword(f.ctx, c.by, "wa", person.ID)
+		_, derr := f.svc.SetDisabled(f.ctx, c.by, "wa", person.ID, false)
+		if c.manages != (err == nil && otp != "") || c.manages != (derr == nil) {
+			t.Errorf("%s: reset %q, %v; enable %v", c.name, otp, err, derr)
+		}
+		if !c.manages && (!errors.Is(err, account.ErrOtherRealms) || !errors.Is(derr, account.ErrOtherRealms)) {
+			t.Errorf("%s: %v, %v; want ErrOtherRealms", c.name, err, derr)
+		}
+	}
+	// Membership changes stay the realm's own.
+	if u, err := f.svc.SetRole(f.ctx, asWA, "wa", person.ID, account.RoleAdmin); err != nil || u.Realms["wa"] != account.RoleAdmin || u.Realms["or"] != account.RoleWorker {
+		t.Errorf("role in the own realm: %+v, %v", u, err)
+	}
+
+	// An invitation is declined, or withdrawn by a password reset: whoever
+	// reads the one-time password must not accept it for the person.
+	if _, _, err := f.svc.AddUser(f.ctx, asWA, account.NewUser{Email: "sys@example.org", Realm: "wa", Role: account.RoleWorker}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := f.svc.AnswerInvitation(f.ctx, mustUser(t, f, sys.ID), "wa", false)
+	if err != nil || u.Realms["wa"] != "" || len(u.Invitations) != 0 {
+		t.Errorf("decline: %+v, %v", u, err)
+	}
+	if _, err := f.svc.AnswerInvitation(f.ctx, u, "wa", true); err == nil {
+		t.Error("accepted an invitation that was declined")
+	}
+	if _, _, err := f.svc.AddUser(f.ctx, account.AsUser(mustUser(t, f, both.ID)), account.NewUser{Email: "wa-admin@example.org", Realm: "or", Role: account.RoleAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	if u, _, err := f.svc.ResetPassword(f.ctx, asBoth, "wa", waAdmin.ID); err != nil || len(u.Invitations) != 0 {
+		t.Errorf("reset left the invitations: %+v, %v", u, err)
+	}
+	// An account removed from its last realm is nobody's: adding it again
+	// revives it with a new one-time password and without the invitations
+	// it had.
+	if _, _, err := f.svc.AddUser(f.ctx, asBoth, account.NewUser{Email: "person@example.org", Realm: "wa", Role: account.RoleWorker}); err == nil {
+		t.Error("added a member twice")
+	}
+	if _, err := f.svc.RemoveFromRealm(f.ctx, asBoth, "or", person.ID); err != nil {
+		t.Fatal(err)
+	}
+	if u, _, err := f.svc.AddUser(f.ctx, asBoth, account.NewUser{Email: "person@example.org", Realm: "or", Role: account.RoleWorker}); err != nil || len(u.Invitations) != 1 {
+		t.Fatalf("invite: %+v, %v", u, err)
+	}
+	if u, err := f.svc.RemoveFromRealm(f.ctx, asBoth, "wa", person.ID); err != nil || !u.Disabled {
+		t.Fatalf("remove from the last realm: %+v, %v", u, err)
+	}
+	u, otp, err := f.svc.AddUser(f.ctx, asWA, account.NewUser{Email: "person@example.org", Realm: "wa", Role: account.RoleWorker})
+	if err != nil || otp == "" || u.Disabled || u.Realms["wa"] != account.RoleWorker || len(u.Invitations) != 0 {
+		t.Errorf("revive: %+v, %q, %v", u, otp, err)
+	}
+}
+
+func mustUser(t *testing.T, f *fixture, id string) *account.User {
+	t.Helper()
+	u, err := f.svc.User(f.ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
