@@ -398,3 +398,32 @@ func TestPublishKeyAcceptsURLBase64(t *testing.T) {
 		t.Fatalf("URL-alphabet keys: %v %+v", err, res)
 	}
 }
+
+// An upload whose keys were all dropped for the symptom onset still answers
+// with a token that lets the phone revise its earlier keys.
+func TestPublishTokenKeepsKeysNotCarried(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	keys := f.dailyKeys(3)
+	first, err := f.pub.Publish(ctx, f.request(keys, certOpts{reportType: api.ReportTypeLikely}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	far := f.request(keys, certOpts{reportType: api.ReportTypeConfirmed})
+	far.SymptomOnsetInterval = keys[0].IntervalNumber - 20*144
+	far.RevisionToken = first.RevisionToken
+	res, err := f.pub.Publish(ctx, far)
+	if err != nil || res.Dropped != 3 || res.Revised != 0 {
+		t.Fatalf("every key far from the onset: %+v, %v", res, err)
+	}
+	neg := f.request(keys, certOpts{reportType: api.ReportTypeNegative})
+	neg.RevisionToken = res.RevisionToken
+	if _, err := f.pub.Publish(ctx, neg); err != nil {
+		t.Fatalf("revising with the token of the dropped upload: %v", err)
+	}
+	for _, k := range keys {
+		if e := f.stored(t, k); !e.Revised || e.RevisedReportType != keyserver.ReportNegative {
+			t.Errorf("key revised=%v to %v, want negative", e.Revised, e.RevisedReportType)
+		}
+	}
+}
