@@ -106,6 +106,10 @@ func (m *Main) newExporter(retention time.Duration, register bool) (*exporter.Ex
 			m.Log.InfoContext(ctx, "retention deleted", "cutoff", r.Cutoff, "keys_removed", r.KeysRemoved, "files_removed", r.FilesRemoved)
 			return logged.OnRetention(ctx, r)
 		},
+		OnRootAdded: func(ctx context.Context, r exporter.RootAdded) error {
+			m.Log.InfoContext(ctx, "export root added", "root", r.Root, "region", r.Region)
+			return logged.OnRootAdded(ctx, r)
+		},
 	}
 	if register {
 		opts.Registerer = m.Registry
@@ -125,15 +129,16 @@ func signingKeys(f exporter.FilePublished) string {
 	return strings.Join(names, ",")
 }
 
-// registerExports adds the export routes: /exports/<root>/index.txt, the
-// zips it lists, and /exports/<root>/keys.
+// registerExports adds the export routes: /exports/roots.txt,
+// /exports/<root>/index.txt, the zips it lists, and /exports/<root>/keys.
 func (m *Main) registerExports(e *echo.Echo) {
 	exporter.NewHandler(m.Exporter).Register(e)
 }
 
 // exportBackground starts the export role's periodic jobs: export passes
-// (the first one at start, which also checks every listed file), retention,
-// and reloading the signing keys changed by other processes.
+// (the first one at start, which also checks every listed file), repairs
+// the handler asks for, retention, and reloading the signing keys changed
+// by other processes.
 func (m *Main) exportBackground(ctx context.Context) {
 	interval := m.Config.ExportInterval
 	if interval <= 0 {
@@ -143,6 +148,13 @@ func (m *Main) exportBackground(ctx context.Context) {
 		_, err := m.Exporter.Pass(ctx)
 		return err
 	})
+	// A damaged file the handler refuses to serve is regenerated now, not
+	// at the next pass.
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.Exporter.RunRepairs(ctx)
+	}()
 	retain := m.Config.RetentionInterval
 	if retain <= 0 {
 		retain = DefaultRetentionInterval

@@ -34,6 +34,7 @@ const dataUseOutbox = "data-use"
 const (
 	kindFilePublished = "export.file_published"
 	kindRetention     = "export.retention"
+	kindRootAdded     = "export.root_added"
 )
 
 // openOutbox opens the data-use outbox on a shared store, and gives a log
@@ -95,6 +96,9 @@ func (m *Main) exportLogHooks() exporter.Events {
 			OnRetention: func(ctx context.Context, r exporter.RetentionResult) error {
 				return appendJSON(ctx, kindRetention, r)
 			},
+			OnRootAdded: func(ctx context.Context, r exporter.RootAdded) error {
+				return appendJSON(ctx, kindRootAdded, r)
+			},
 		}
 	}
 	// Embedded, without the log role here: the events wait in the
@@ -104,6 +108,7 @@ func (m *Main) exportLogHooks() exporter.Events {
 	return exporter.Events{
 		OnFilePublished: func(context.Context, exporter.FilePublished) error { return noLog },
 		OnRetention:     func(context.Context, exporter.RetentionResult) error { return noLog },
+		OnRootAdded:     func(context.Context, exporter.RootAdded) error { return noLog },
 	}
 }
 
@@ -123,6 +128,12 @@ func (m *Main) handleDataUse(ctx context.Context, msg outbox.Message) error {
 			return fmt.Errorf("%s: %w", msg.Kind, err)
 		}
 		return hooks.OnRetention(ctx, r)
+	case kindRootAdded:
+		var r exporter.RootAdded
+		if err := json.Unmarshal(msg.Body, &r); err != nil {
+			return fmt.Errorf("%s: %w", msg.Kind, err)
+		}
+		return hooks.OnRootAdded(ctx, r)
 	}
 	return fmt.Errorf("%w %q", outbox.ErrUnknownKind, msg.Kind)
 }

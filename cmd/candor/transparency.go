@@ -171,7 +171,8 @@ func (m *Main) recordSoftwareStarted(ctx context.Context) error {
 // exportEvents are the exporter's hooks into the log (exporter.Options.Events):
 // each published file becomes an export.published entry, preceded by a
 // signing_key.added entry for any key that signed it and is not logged yet;
-// each retention run a retention.deleted entry. keys gives the public keys.
+// each retention run a retention.deleted entry; each root added to
+// roots.txt an export_root.added entry. keys gives the public keys.
 func (m *Main) exportEvents(keys exporter.Keys) exporter.Events {
 	return exporter.Events{
 		OnFilePublished: func(ctx context.Context, f exporter.FilePublished) error {
@@ -191,6 +192,9 @@ func (m *Main) exportEvents(keys exporter.Keys) exporter.Events {
 				FilesDeleted: r.FilesRemoved,
 				Files:        r.Files,
 			})
+		},
+		OnRootAdded: func(ctx context.Context, r exporter.RootAdded) error {
+			return m.recordDataUse(ctx, logentry.ExportRootAdded{Root: r.Root, Region: r.Region})
 		},
 	}
 }
@@ -224,15 +228,16 @@ func tlogExportKey(id, version string, pub keyset.PublicKey) logentry.SigningKey
 	}
 }
 
-// syncDataUse logs what changed in the realms, health authorities and
-// signing keys since the log last recorded them. Roles that record their
-// changes as they happen make this find nothing; it catches changes made
-// without a hook (or before the log existed).
+// syncDataUse logs what changed in the realms, health authorities, export
+// roots and signing keys since the log last recorded them. Roles that
+// record their changes as they happen make this find nothing; it catches
+// changes made without a hook (or before the log existed).
 func (m *Main) syncDataUse(ctx context.Context) error {
 	var errs []error
 	if m.Exporter != nil && m.ExportKeys != nil {
 		errs = append(errs, m.syncExportKeys(ctx))
 	}
+	errs = append(errs, m.syncExportRoots(ctx))
 	if m.Verification != nil {
 		errs = append(errs, m.syncRealms(ctx))
 	}
@@ -270,6 +275,21 @@ func (m *Main) syncExportKeys(ctx context.Context) error {
 				errs = append(errs, m.recordOnce(ctx, logentry.SigningKeyRetired{SigningKey: k, RetiredAt: s.Retired}))
 			}
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// syncExportRoots logs export_root.added for every configured root the log
+// does not have: roots configured before the log existed, or whose event
+// went astray. The exporter's hook normally logged them already.
+func (m *Main) syncExportRoots(ctx context.Context) error {
+	configs, err := m.DB.ExportConfigs(ctx)
+	if err != nil {
+		return fmt.Errorf("export configs: %w", err)
+	}
+	var errs []error
+	for _, c := range configs {
+		errs = append(errs, m.recordOnce(ctx, logentry.ExportRootAdded{Root: c.Root, Region: c.Region}))
 	}
 	return errors.Join(errs...)
 }

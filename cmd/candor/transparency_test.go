@@ -129,13 +129,16 @@ func TestSyncDataUse(t *testing.T) {
 	if err := m.syncDataUse(ctx); err != nil {
 		t.Fatal(err)
 	}
-	wantTypes(t, m, logentry.TypeSigningKeyAdded, logentry.TypeSigningKeyAdded, logentry.TypeRealmAdded, logentry.TypeAuthorityAdded)
+	wantTypes(t, m, logentry.TypeSigningKeyAdded, logentry.TypeExportRootAdded, logentry.TypeSigningKeyAdded, logentry.TypeRealmAdded, logentry.TypeAuthorityAdded)
+	if r, _ := m.DataLog.Entry(1); r.Entry.Body != logentry.Body(logentry.ExportRootAdded{Root: "us", Region: "US"}) {
+		t.Errorf("root entry %+v", r.Entry.Body)
+	}
 	// Nothing changed: nothing logged.
 	if err := m.syncDataUse(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := m.DataLog.Size(); n != 4 {
-		t.Fatalf("a second sync logged %d entries", n-4)
+	if n := m.DataLog.Size(); n != 5 {
+		t.Fatalf("a second sync logged %d entries", n-5)
 	}
 
 	// A policy change, a key rotation and a retirement.
@@ -152,17 +155,17 @@ func TestSyncDataUse(t *testing.T) {
 	if err := m.syncDataUse(ctx); err != nil {
 		t.Fatal(err)
 	}
-	wantTypes(t, m, logentry.TypeSigningKeyAdded, logentry.TypeSigningKeyAdded, logentry.TypeRealmAdded, logentry.TypeAuthorityAdded,
+	wantTypes(t, m, logentry.TypeSigningKeyAdded, logentry.TypeExportRootAdded, logentry.TypeSigningKeyAdded, logentry.TypeRealmAdded, logentry.TypeAuthorityAdded,
 		logentry.TypeSigningKeyRetired, logentry.TypeSigningKeyRotated, logentry.TypeRealmChanged)
-	r, _ := m.DataLog.Entry(5)
+	r, _ := m.DataLog.Entry(6)
 	if rot := r.Entry.Body.(logentry.SigningKeyRotated); rot.KeyVersion != "v2" || len(rot.Replaces) != 1 || rot.Replaces[0].KeyVersion != "v1" {
 		t.Errorf("rotation %+v", rot)
 	}
-	r, _ = m.DataLog.Entry(6)
+	r, _ = m.DataLog.Entry(7)
 	if ch := r.Entry.Body.(logentry.RealmChanged); ch.DailyQuota != 500 || len(ch.CertificateKeys) != 1 {
 		t.Errorf("realm change %+v", ch)
 	}
-	if err := m.syncDataUse(ctx); err != nil || m.DataLog.Size() != 7 {
+	if err := m.syncDataUse(ctx); err != nil || m.DataLog.Size() != 8 {
 		t.Errorf("a third sync: size %d, %v", m.DataLog.Size(), err)
 	}
 }

@@ -39,10 +39,6 @@ const (
 	DefaultLeaseTTL = 10 * time.Minute
 )
 
-// rootPattern is what a file root may look like: one path segment, safe in
-// URLs, file names and index lines.
-var rootPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
 // keyNamePattern is what a signature info's key id and version may look like.
 var keyNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -143,8 +139,8 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) validate(truncate time.Duration) error {
-	if !rootPattern.MatchString(c.Root) {
-		return fmt.Errorf("export config: root %q: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", c.Root)
+	if !export.ValidRoot(c.Root) {
+		return fmt.Errorf("export config: root %q: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, and not %q", c.Root, export.RootsName)
 	}
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("export config %s: "+format, append([]any{c.Root}, args...)...)

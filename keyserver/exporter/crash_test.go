@@ -216,3 +216,29 @@ func TestUnrecoverableFileReported(t *testing.T) {
 		t.Error("damaged file not regenerated")
 	}
 }
+
+// The temporary files of a pass killed while writing a window's zips go
+// when the window is redone, not an hour later with retention.
+func TestKilledPassTempFilesRemoved(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+	dir := filepath.Join(f.dir, "us-wa")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// What writeFileAtomic leaves when the process dies before its rename.
+	for _, n := range []int{1, 2} {
+		tmp := filepath.Join(dir, ".tmp-"+exporter.FileName(win8, n)+"-0123456789ab")
+		if err := os.WriteFile(tmp, []byte("part of a zip"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.publish(exposures(5, "US-WA", win8.Start)...)
+	f.pass()
+	if idx := f.checkIndex("us-wa"); len(idx) != 1 {
+		t.Fatalf("index %q", idx)
+	}
+	if stray := f.strayFiles("us-wa"); len(stray) != 0 {
+		t.Errorf("files of the killed pass remain: %q", stray)
+	}
+}

@@ -59,18 +59,19 @@ type Exporter struct {
 	opts  Options
 	m     *metrics
 
-	mu sync.Mutex // one pass or retention run at a time; guards verified
-	// verified remembers files whose bytes matched their record, by path.
-	verified map[string]verifiedFile
+	mu sync.Mutex // one pass or retention run at a time
+	// digests remembers what the files hold; the Handler shares it.
+	digests *digestCache
+	// recorded holds the recorded SHA-256 of every file the last index
+	// refresh listed, by root and index line, for the Handler.
+	recordedMu sync.RWMutex
+	recorded   map[string]map[string]Digest
+	// repair asks RunRepairs for a pass (the Handler found a damaged file).
+	repair chan struct{}
 	// crash, when set by tests, is called at each step of the work; an
 	// error stops everything at that point as if the process died: no
 	// clean-up, leases kept, the index not rewritten.
 	crash func(step string) error
-}
-
-type verifiedFile struct {
-	stat   fileStat
-	digest Digest
 }
 
 // New returns an Exporter over store, signing with keys.
@@ -110,7 +111,9 @@ func New(store Store, keys Keys, opts Options) (*Exporter, error) {
 		keys:     keys,
 		opts:     opts,
 		m:        newMetrics(opts.Registerer),
-		verified: map[string]verifiedFile{},
+		digests:  newDigestCache(),
+		recorded: map[string]map[string]Digest{},
+		repair:   make(chan struct{}, 1),
 	}, nil
 }
 
@@ -208,6 +211,9 @@ func (x *Exporter) pass(ctx context.Context, now time.Time) (*PassResult, error)
 	cutoff := x.cutoff(configs, now)
 	res := &PassResult{Cutoff: cutoff, Roots: []RootResult{}}
 	var errs []error
+	if err := x.publishRoots(ctx, configs); err != nil {
+		errs = append(errs, err)
+	}
 	for _, c := range configs {
 		rr, err := x.passRoot(ctx, c, cutoff, now)
 		res.Roots = append(res.Roots, rr)
@@ -466,7 +472,9 @@ func (x *Exporter) exportWindow(ctx context.Context, c *Config, dir string, w Wi
 	return b, nil
 }
 
-// removeWindowFiles deletes the zips of window w from dir.
+// removeWindowFiles deletes the zips of window w from dir, and the
+// temporary files of an attempt killed while writing them. The caller
+// holds the window's lease, so no live writer owns them.
 func (x *Exporter) removeWindowFiles(dir string, w Window) error {
 	prefix := w.String() + "-"
 	entries, err := os.ReadDir(dir)
@@ -474,14 +482,15 @@ func (x *Exporter) removeWindowFiles(dir string, w Window) error {
 		return fmt.Errorf("list %s: %w", dir, err)
 	}
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), prefix) || !strings.HasSuffix(e.Name(), ".zip") {
+		zip := strings.HasPrefix(e.Name(), prefix) && strings.HasSuffix(e.Name(), ".zip")
+		if !zip && !strings.HasPrefix(e.Name(), tempPrefix+prefix) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove stray %s: %w", e.Name(), err)
 		}
-		delete(x.verified, path)
+		x.digests.forget(path)
 		x.opts.Log.Info("export: removed file of an unfinished batch", "file", e.Name())
 	}
 	return nil
@@ -492,30 +501,23 @@ func (x *Exporter) removeWindowFiles(dir string, w Window) error {
 func (x *Exporter) rememberVerified(path string, digest Digest) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		delete(x.verified, path)
+		x.digests.forget(path)
 		return
 	}
-	x.verified[path] = verifiedFile{stat: statOf(fi), digest: digest}
+	x.digests.put(path, statOf(fi), digest)
 }
 
 // fileOK reports whether the file at path holds exactly digest. A file
-// already verified is hashed again only when its stat changed.
+// already hashed is hashed again only when its stat changed.
 func (x *Exporter) fileOK(path string, digest Digest) bool {
-	fi, err := os.Stat(path)
+	f, err := os.Open(path)
 	if err != nil {
-		delete(x.verified, path)
+		x.digests.forget(path)
 		return false
 	}
-	if v, ok := x.verified[path]; ok && v.stat == statOf(fi) {
-		return v.digest == digest
-	}
-	got, st, err := hashFile(path)
-	if err != nil {
-		delete(x.verified, path)
-		return false
-	}
-	x.verified[path] = verifiedFile{stat: st, digest: got}
-	return got == digest
+	defer f.Close()
+	got, _, _, err := x.digests.of(path, f)
+	return err == nil && got == digest
 }
 
 type indexResult struct {
@@ -533,12 +535,14 @@ func (x *Exporter) refreshIndex(ctx context.Context, c *Config, dir string, cuto
 	}
 	var errs []error
 	var lines []string
+	recorded := map[string]Digest{}
 	for _, b := range batches {
 		if !b.End.After(cutoff) {
 			continue
 		}
 		var broken []FileRecord
 		for _, f := range b.Files {
+			recorded[c.Root+"/"+f.Name] = f.ZipSHA256
 			if x.fileOK(filepath.Join(dir, f.Name), f.ZipSHA256) {
 				lines = append(lines, c.Root+"/"+f.Name)
 			} else {
@@ -568,10 +572,13 @@ func (x *Exporter) refreshIndex(ctx context.Context, c *Config, dir string, cuto
 	slices.Sort(lines)
 	res.listed = len(lines)
 	x.m.listed.WithLabelValues(c.Root).Set(float64(len(lines)))
+	x.recordedMu.Lock()
+	x.recorded[c.Root] = recorded
+	x.recordedMu.Unlock()
 	if err := x.step("before-index"); err != nil {
 		return res, err
 	}
-	if _, err := writeIndex(dir, indexContent(lines)); err != nil {
+	if _, err := writeListing(dir, IndexName, export.FormatListing(lines)); err != nil {
 		errs = append(errs, err)
 	}
 	return res, errors.Join(errs...)
@@ -680,6 +687,8 @@ func (x *Exporter) deliver(ctx context.Context) error {
 				err = x.opts.Events.OnFilePublished(ctx, *ev.FilePublished)
 			case ev.Retention != nil && x.opts.Events.OnRetention != nil:
 				err = x.opts.Events.OnRetention(ctx, *ev.Retention)
+			case ev.RootAdded != nil && x.opts.Events.OnRootAdded != nil:
+				err = x.opts.Events.OnRootAdded(ctx, *ev.RootAdded)
 			}
 			if err != nil {
 				x.m.eventFailures.Inc()
@@ -701,4 +710,99 @@ func (x *Exporter) PublicKeys(ctx context.Context, root string) ([]PublishedKey,
 		return nil, err
 	}
 	return publishedKeys(ctx, x.keys, c, x.opts.Now(), x.opts.Retention)
+}
+
+// publishRoots writes roots.txt, the list of configured roots. A root new to
+// the list is first queued for the transparency log and delivered, so that
+// it is normally logged before anyone can find it; when the log cannot take
+// it now, the root is listed all the same (its phones need the files) and
+// the event follows with the next delivery. Auditors report a listed root
+// that is not logged.
+func (x *Exporter) publishRoots(ctx context.Context, configs []*Config) error {
+	var roots []string
+	var added []Event
+	cur, err := os.ReadFile(filepath.Join(x.opts.Dir, RootsName))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", RootsName, err)
+	}
+	listed, _ := export.ParseRoots(cur) // a damaged list is rewritten whole
+	for _, c := range configs {
+		if !export.ValidRoot(c.Root) {
+			continue
+		}
+		roots = append(roots, c.Root)
+		if !slices.Contains(listed, c.Root) {
+			added = append(added, Event{RootAdded: &RootAdded{Root: c.Root, Region: c.Region}})
+		}
+	}
+	slices.Sort(roots)
+	if len(added) > 0 {
+		if err := x.store.AppendEvents(ctx, added); err != nil {
+			return fmt.Errorf("export roots: %w", err)
+		}
+		if err := x.deliver(ctx); err != nil {
+			x.opts.Log.Warn("export: a new root is listed before the log took it", "err", err)
+		}
+	}
+	if _, err := writeListing(x.opts.Dir, RootsName, export.FormatListing(roots)); err != nil {
+		return fmt.Errorf("export roots: %w", err)
+	}
+	return nil
+}
+
+// recordedDigest returns the recorded SHA-256 of root's file name, from
+// the last index refresh or, for a file it did not see (another exporter
+// wrote it, or no pass ran yet), from the store.
+func (x *Exporter) recordedDigest(ctx context.Context, root, name string) (Digest, bool, error) {
+	line := root + "/" + name
+	x.recordedMu.RLock()
+	d, ok := x.recorded[root][line]
+	x.recordedMu.RUnlock()
+	if ok {
+		return d, true, nil
+	}
+	w, _, ok := parseFileName(name)
+	if !ok {
+		return Digest{}, false, nil
+	}
+	batches, err := x.store.Batches(ctx, root)
+	if err != nil {
+		return Digest{}, false, err
+	}
+	for _, b := range batches {
+		if !b.Start.Equal(w.Start) {
+			continue
+		}
+		for _, f := range b.Files {
+			if f.Name == name {
+				return f.ZipSHA256, true, nil
+			}
+		}
+	}
+	return Digest{}, false, nil
+}
+
+// requestRepair asks RunRepairs for a pass, without waiting.
+func (x *Exporter) requestRepair() {
+	select {
+	case x.repair <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// RunRepairs runs a pass whenever the Handler finds a listed file whose
+// bytes differ from its record (the pass regenerates it), until ctx ends.
+// Without it, such a file waits for the next scheduled pass; it is not
+// served meanwhile.
+func (x *Exporter) RunRepairs(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-x.repair:
+		}
+		if _, err := x.Pass(ctx); err != nil && ctx.Err() == nil {
+			x.opts.Log.Warn("export: repair pass failed", "err", err)
+		}
+	}
 }

@@ -14,16 +14,22 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/candor-en/candor/api/export"
 )
 
-// IndexName is the index file in every root directory.
-const IndexName = "index.txt"
+// IndexName is the index file in every root directory, and RootsName the
+// list of roots in the directory of the roots (see api/export).
+const (
+	IndexName = export.IndexName
+	RootsName = export.RootsName
+)
 
 // tempPrefix starts the names of files being written; they are never listed
-// or served, and leftovers of a crash are swept by retention.
+// or served. Those of a killed pass go when its window is redone, any other
+// leftover with retention.
 const tempPrefix = ".tmp-"
 
 // File and directory permissions: export files are public.
@@ -150,51 +156,72 @@ func statOf(fi fs.FileInfo) fileStat {
 	return fileStat{size: fi.Size(), mtime: fi.ModTime(), ino: inode(fi)}
 }
 
-// hashFile returns the SHA-256 and stat of the file at path.
-func hashFile(path string) (Digest, fileStat, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Digest{}, fileStat{}, err
+// digestCache remembers the SHA-256 of files by path, valid while their
+// stat is unchanged, so that passes and requests hash a file once rather
+// than every time. It is safe for concurrent use.
+type digestCache struct {
+	mu sync.Mutex
+	m  map[string]hashedFile
+}
+
+type hashedFile struct {
+	stat   fileStat
+	digest Digest
+}
+
+// maxDigests bounds the cache; it is emptied when full (the live files of
+// every root fit many times over).
+const maxDigests = 1 << 16
+
+func newDigestCache() *digestCache { return &digestCache{m: map[string]hashedFile{}} }
+
+func (c *digestCache) put(path string, st fileStat, d Digest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxDigests {
+		clear(c.m)
 	}
-	defer f.Close()
+	c.m[path] = hashedFile{stat: st, digest: d}
+}
+
+func (c *digestCache) forget(path string) {
+	c.mu.Lock()
+	delete(c.m, path)
+	c.mu.Unlock()
+}
+
+// of returns the SHA-256 of the open file f at path and its stat, hashing
+// it only when its stat differs from the one remembered; hashed says
+// whether it did.
+func (c *digestCache) of(path string, f *os.File) (d Digest, st fileStat, hashed bool, err error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return Digest{}, fileStat{}, err
+		return Digest{}, fileStat{}, false, err
+	}
+	st = statOf(fi)
+	c.mu.Lock()
+	e, ok := c.m[path]
+	c.mu.Unlock()
+	if ok && e.stat == st {
+		return e.digest, st, false, nil
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return Digest{}, fileStat{}, err
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, fi.Size())); err != nil {
+		return Digest{}, st, false, err
 	}
-	var d Digest
 	h.Sum(d[:0])
-	return d, statOf(fi), nil
+	c.put(path, st, d)
+	return d, st, true, nil
 }
 
-// indexContent returns index.txt for the sorted lines: newline-separated,
-// without a trailing newline (as Google's reference server writes it);
-// empty when there is no file.
-func indexContent(lines []string) []byte {
-	return []byte(strings.Join(lines, "\n"))
-}
-
-// parseIndex returns the lines of an index.
-func parseIndex(b []byte) []string {
-	var out []string
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if line = strings.TrimSpace(line); line != "" {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
-// writeIndex replaces dir/index.txt with content, atomically, unless it
-// already holds exactly that. It reports whether it wrote.
-func writeIndex(dir string, content []byte) (bool, error) {
-	if cur, err := os.ReadFile(filepath.Join(dir, IndexName)); err == nil && bytes.Equal(cur, content) {
+// writeListing replaces dir/name (index.txt or roots.txt) with content,
+// atomically, unless it already holds exactly that. It reports whether it
+// wrote.
+func writeListing(dir, name string, content []byte) (bool, error) {
+	if cur, err := os.ReadFile(filepath.Join(dir, name)); err == nil && bytes.Equal(cur, content) {
 		return false, nil
 	}
-	err := writeFileAtomic(dir, IndexName, func(w io.Writer) error {
+	err := writeFileAtomic(dir, name, func(w io.Writer) error {
 		_, err := w.Write(content)
 		return err
 	}, nil)

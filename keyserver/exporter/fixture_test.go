@@ -53,6 +53,7 @@ type events struct {
 	mu        sync.Mutex
 	files     []exporter.FilePublished
 	retention []exporter.RetentionResult
+	roots     []exporter.RootAdded
 	fail      error
 }
 
@@ -74,6 +75,15 @@ func (e *events) hooks() exporter.Events {
 				return e.fail
 			}
 			e.retention = append(e.retention, r)
+			return nil
+		},
+		OnRootAdded: func(_ context.Context, r exporter.RootAdded) error {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			if e.fail != nil {
+				return e.fail
+			}
+			e.roots = append(e.roots, r)
 			return nil
 		},
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/candor-en/candor/api/export"
 	"github.com/candor-en/candor/keyserver"
 )
 
@@ -30,46 +32,51 @@ const (
 
 // Handler serves the export directory under /exports/:
 //
+//	/exports/roots.txt          the roots served (no-cache, ETag, 304)
 //	/exports/<root>/index.txt   the live files (no-cache, ETag, 304)
 //	/exports/<root>/<file>.zip  a file listed in index.txt (immutable, ETag)
 //	/exports/<root>/keys        the public signing keys (JSON)
 //
 // It reads the files from disk, so it serves what any exporter sharing the
-// directory wrote; a zip not listed in the index is not served.
+// directory wrote. It serves only roots listed in roots.txt, zips listed in
+// their index, and of those only the ones whose bytes have the SHA-256 the
+// exporter recorded (checked once per size, time and inode): a damaged file
+// answers 503 without cache headers and the exporter repairs it.
 type Handler struct {
+	x    *Exporter
 	dir  string
 	keys func(ctx context.Context, root string) ([]PublishedKey, error)
 
-	mu    sync.Mutex
-	etags map[string]etagEntry // by path
+	mu       sync.Mutex
+	listings map[string]listing // parsed roots.txt and index.txt, by path
 }
 
-type etagEntry struct {
-	stat fileStat
-	etag string
+// listing is a parsed roots.txt or index.txt as of its stat.
+type listing struct {
+	stat  fileStat
+	lines map[string]bool
 }
-
-// maxETags bounds the ETag cache; it is emptied when full.
-const maxETags = 4096
 
 // NewHandler returns the handler of x's directory and keys.
 func NewHandler(x *Exporter) *Handler {
-	return &Handler{dir: x.Dir(), keys: x.PublicKeys, etags: map[string]etagEntry{}}
+	return &Handler{x: x, dir: x.Dir(), keys: x.PublicKeys, listings: map[string]listing{}}
 }
 
 // Register adds the routes to e.
 func (h *Handler) Register(e *echo.Echo) {
-	e.Match([]string{http.MethodGet, http.MethodHead}, ExportsPath+":root/:file", h.serve)
+	get := []string{http.MethodGet, http.MethodHead}
+	e.Match(get, ExportsPath+RootsName, h.serveRoots)
+	e.Match(get, ExportsPath+":root/:file", h.serve)
 }
 
 func (h *Handler) serve(c echo.Context) error {
 	root, file := c.Param("root"), c.Param("file")
-	if !rootPattern.MatchString(root) {
+	if !export.ValidRoot(root) || !h.lists(filepath.Join(h.dir, RootsName), "", root) {
 		return echo.NewHTTPError(http.StatusNotFound)
 	}
 	switch file {
 	case IndexName:
-		return h.serveIndex(c, root)
+		return h.serveListing(c, filepath.Join(h.dir, root, IndexName))
 	case "keys":
 		return h.serveKeys(c, root)
 	}
@@ -79,8 +86,12 @@ func (h *Handler) serve(c echo.Context) error {
 	return h.serveZip(c, root, file)
 }
 
-func (h *Handler) serveIndex(c echo.Context, root string) error {
-	path := filepath.Join(h.dir, root, IndexName)
+func (h *Handler) serveRoots(c echo.Context) error {
+	return h.serveListing(c, filepath.Join(h.dir, RootsName))
+}
+
+// serveListing serves roots.txt or an index.txt.
+func (h *Handler) serveListing(c echo.Context, path string) error {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return echo.NewHTTPError(http.StatusNotFound)
@@ -92,84 +103,117 @@ func (h *Handler) serveIndex(c echo.Context, root string) error {
 	hdr.Set(echo.HeaderContentType, "text/plain; charset=utf-8")
 	hdr.Set(echo.HeaderCacheControl, cacheRevalidate)
 	hdr.Set("ETag", contentETag(b))
-	http.ServeContent(c.Response(), c.Request(), IndexName, time.Time{}, bytes.NewReader(b))
+	http.ServeContent(c.Response(), c.Request(), filepath.Base(path), time.Time{}, bytes.NewReader(b))
 	return nil
 }
 
 func (h *Handler) serveZip(c echo.Context, root, file string) error {
-	index, err := os.ReadFile(filepath.Join(h.dir, root, IndexName))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	if !listed(index, root+"/"+file) {
+	line := root + "/" + file
+	if !h.lists(filepath.Join(h.dir, root, IndexName), root, line) {
 		return echo.NewHTTPError(http.StatusNotFound)
 	}
 	path := filepath.Join(h.dir, root, file)
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return echo.NewHTTPError(http.StatusNotFound)
+		return h.unavailable(c, line, "missing")
 	}
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	want, ok, err := h.x.recordedDigest(c.Request().Context(), root, file)
 	if err != nil {
 		return err
 	}
-	etag, err := h.fileETag(path, f, fi)
+	if !ok {
+		return h.unavailable(c, line, "not recorded")
+	}
+	got, st, hashed, err := h.x.digests.of(path, f)
 	if err != nil {
 		return err
+	}
+	if got != want {
+		if hashed { // once per damage, not per request
+			h.x.opts.Log.Warn("export: a listed file differs from its record; not served until repaired", "file", line)
+		}
+		return h.unavailable(c, line, "damaged")
 	}
 	hdr := c.Response().Header()
 	hdr.Set(echo.HeaderContentType, "application/zip")
 	hdr.Set(echo.HeaderCacheControl, cacheImmutable)
-	hdr.Set("ETag", etag)
-	http.ServeContent(c.Response(), c.Request(), file, fi.ModTime(), f)
+	hdr.Set("ETag", `"`+want.String()+`"`)
+	http.ServeContent(c.Response(), c.Request(), file, st.mtime, f)
 	return nil
 }
 
-// listed reports whether the index holds line.
-func listed(index []byte, line string) bool {
-	for len(index) > 0 {
-		l := index
-		if i := bytes.IndexByte(index, '\n'); i >= 0 {
-			l, index = index[:i], index[i+1:]
-		} else {
-			index = nil
-		}
-		if string(bytes.TrimSpace(l)) == line {
-			return true
-		}
-	}
-	return false
+// unavailable answers for a listed file that is missing, damaged or not
+// recorded: 503 that no cache keeps, and a pass to repair or unlist it.
+func (h *Handler) unavailable(c echo.Context, line, why string) error {
+	h.x.requestRepair()
+	hdr := c.Response().Header()
+	hdr.Set(echo.HeaderCacheControl, "no-store")
+	hdr.Set("Retry-After", "60")
+	return c.String(http.StatusServiceUnavailable, "export file "+line+" is "+why+"; it is being repaired\n")
 }
 
-// fileETag returns the strong ETag of the open file f at path: its SHA-256,
-// cached while its stat is unchanged.
-func (h *Handler) fileETag(path string, f *os.File, fi os.FileInfo) (string, error) {
+// lists reports whether the listing at path (roots.txt when root is empty,
+// else root's index.txt) holds line byte for byte. The file is parsed
+// again only when its stat changes; a listing not in the exact form lists
+// nothing.
+func (h *Handler) lists(path, root, line string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
 	st := statOf(fi)
 	h.mu.Lock()
-	e, ok := h.etags[path]
+	l, ok := h.listings[path]
 	h.mu.Unlock()
-	if ok && e.stat == st {
-		return e.etag, nil
+	if !ok || l.stat != st {
+		if l, err = readListing(path, root); err != nil {
+			return false
+		}
+		h.mu.Lock()
+		if len(h.listings) >= maxListings {
+			clear(h.listings)
+		}
+		h.listings[path] = l
+		h.mu.Unlock()
 	}
-	hash := sha256.New()
-	if _, err := f.WriteTo(hash); err != nil {
-		return "", err
+	return l.lines[line]
+}
+
+// maxListings bounds the listing cache; it is emptied when full.
+const maxListings = 4096
+
+func readListing(path, root string) (listing, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return listing{}, err
 	}
-	if _, err := f.Seek(0, 0); err != nil {
-		return "", err
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return listing{}, err
 	}
-	etag := `"` + hex.EncodeToString(hash.Sum(nil)) + `"`
-	h.mu.Lock()
-	if len(h.etags) >= maxETags {
-		clear(h.etags)
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return listing{}, err
 	}
-	h.etags[path] = etagEntry{stat: st, etag: etag}
-	h.mu.Unlock()
-	return etag, nil
+	var lines []string
+	if root == "" {
+		lines, err = export.ParseRoots(b)
+	} else {
+		lines, err = export.ParseIndex(b, root)
+	}
+	l := listing{stat: statOf(fi), lines: make(map[string]bool, len(lines))}
+	if err != nil {
+		return l, nil // lists nothing until rewritten
+	}
+	for _, line := range lines {
+		l.lines[line] = true
+	}
+	return l, nil
 }
 
 func contentETag(b []byte) string {

@@ -1,11 +1,14 @@
 package exporter_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -105,5 +108,124 @@ func TestHandler(t *testing.T) {
 	}
 	if resp, _ := get(t, srv, "/exports/nope/keys"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("keys of an unknown root: %d", resp.StatusCode)
+	}
+}
+
+// A listed zip whose bytes on disk no longer have the recorded SHA-256 (a
+// disk fault, a truncated copy) is never served as good: it answers 503
+// that no cache keeps, and the exporter is asked to regenerate it, after
+// which the recorded bytes are served again.
+func TestHandlerRefusesDamagedFile(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(b []byte) []byte
+	}{
+		{"truncated", func(b []byte) []byte { return b[:len(b)/2] }},
+		{"flipped byte", func(b []byte) []byte { b = bytes.Clone(b); b[len(b)/3] ^= 0x01; return b }},
+		{"empty", func([]byte) []byte { return nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+			f.publish(exposures(5, "US-WA", win8.Start)...)
+			f.pass()
+			e := echo.New()
+			exporter.NewHandler(f.x).Register(e)
+			srv := httptest.NewServer(e)
+			defer srv.Close()
+			line := f.index("us-wa")[0]
+			good, err := os.ReadFile(f.zipPath(line))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Served once, so that any cache of the good file is warm.
+			if resp, body := get(t, srv, "/exports/"+line); resp.StatusCode != 200 || body != string(good) {
+				t.Fatalf("good file: %d", resp.StatusCode)
+			}
+			if err := os.WriteFile(f.zipPath(line), tc.damage(good), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				resp, _ := get(t, srv, "/exports/"+line)
+				if resp.StatusCode == 200 || resp.StatusCode == http.StatusPartialContent {
+					t.Fatalf("damaged file served with %d", resp.StatusCode)
+				}
+				if cc := resp.Header.Get("Cache-Control"); resp.StatusCode != http.StatusServiceUnavailable || cc != "no-store" || resp.Header.Get("ETag") != "" {
+					t.Fatalf("damaged file: %d, Cache-Control %q, ETag %q; want 503, no-store, no ETag", resp.StatusCode, cc, resp.Header.Get("ETag"))
+				}
+			}
+			// The handler asked for a repair; RunRepairs regenerates the file.
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { f.x.RunRepairs(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				resp, body := get(t, srv, "/exports/"+line)
+				if resp.StatusCode == 200 {
+					if body != string(good) || resp.Header.Get("Cache-Control") != "public, max-age=86400, immutable" {
+						t.Fatalf("after repair: %d bytes, Cache-Control %q", len(body), resp.Header.Get("Cache-Control"))
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not repaired: still %d", resp.StatusCode)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if b, _ := os.ReadFile(f.zipPath(line)); !bytes.Equal(b, good) {
+				t.Error("the file on disk was not regenerated")
+			}
+		})
+	}
+}
+
+// The handler serves only the roots in roots.txt, which lists every
+// configured root once the log was handed its export_root.added event, and
+// index lines only byte for byte.
+func TestHandlerRootsAndExactLines(t *testing.T) {
+	f := newFixture(t)
+	f.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+	f.publish(exposures(5, "US-WA", win8.Start)...)
+	f.pass()
+	if len(f.events.roots) != 1 || f.events.roots[0] != (exporter.RootAdded{Root: "us-wa", Region: "US-WA"}) {
+		t.Fatalf("root events %+v", f.events.roots)
+	}
+	f.pass()
+	if len(f.events.roots) != 1 {
+		t.Errorf("root logged again: %+v", f.events.roots)
+	}
+	e := echo.New()
+	exporter.NewHandler(f.x).Register(e)
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	resp, body := get(t, srv, "/exports/roots.txt")
+	if resp.StatusCode != 200 || body != "us-wa" || resp.Header.Get("Cache-Control") != "no-cache" {
+		t.Fatalf("roots.txt: %d %q %q", resp.StatusCode, body, resp.Header.Get("Cache-Control"))
+	}
+	line := f.index("us-wa")[0]
+	good, _ := os.ReadFile(f.zipPath(line))
+
+	// A root directory on disk that roots.txt does not list is not served.
+	shadow := filepath.Join(f.dir, "shadow")
+	os.MkdirAll(shadow, 0o755)
+	os.WriteFile(filepath.Join(shadow, exporter.FileName(win8, 1)), good, 0o644)
+	os.WriteFile(filepath.Join(shadow, exporter.IndexName), []byte("shadow/"+exporter.FileName(win8, 1)), 0o644)
+	for _, p := range []string{"/exports/shadow/index.txt", "/exports/shadow/" + exporter.FileName(win8, 1), "/exports/shadow/keys"} {
+		if resp, _ := get(t, srv, p); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+
+	// Index lines that are the file's name only after trimming list nothing.
+	for _, idx := range []string{line + "\r", " " + line, line + "\n", line + " ", "\n" + line} {
+		os.WriteFile(filepath.Join(f.dir, "us-wa", exporter.IndexName), []byte(idx), 0o644)
+		if resp, _ := get(t, srv, "/exports/"+line); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("index %q: zip served with %d", idx, resp.StatusCode)
+		}
+	}
+	f.pass() // rewrites the index
+	if resp, body := get(t, srv, "/exports/"+line); resp.StatusCode != 200 || body != string(good) {
+		t.Errorf("after the pass: %d", resp.StatusCode)
 	}
 }

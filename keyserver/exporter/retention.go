@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/candor-en/candor/api/export"
 )
 
 // Retain deletes what is older than the retention period at the current
@@ -106,7 +108,11 @@ func indexWritten(dir, root string, cutoff time.Time) bool {
 	if err != nil {
 		return false
 	}
-	for _, line := range parseIndex(b) {
+	lines, err := export.ParseIndex(b, root)
+	if err != nil {
+		return false
+	}
+	for _, line := range lines {
 		w, _, ok := parseFileName(strings.TrimPrefix(line, root+"/"))
 		if !ok || !w.End.After(cutoff) {
 			return false
@@ -145,7 +151,7 @@ func (x *Exporter) removeExpired(dir string, cutoff time.Time) ([]string, error)
 			}
 			continue
 		}
-		delete(x.verified, path)
+		x.digests.forget(path)
 		removed = append(removed, e.Name())
 	}
 	if len(removed) > 0 {

@@ -174,6 +174,13 @@ type Event struct {
 	ID            uint64           `json:"id"`
 	FilePublished *FilePublished   `json:"filePublished,omitempty"`
 	Retention     *RetentionResult `json:"retention,omitempty"`
+	RootAdded     *RootAdded       `json:"rootAdded,omitempty"`
+}
+
+// RootAdded describes a root new to the list of served roots (roots.txt).
+type RootAdded struct {
+	Root   string `json:"root"`
+	Region string `json:"region"`
 }
 
 // FilePublished describes a new export file for the transparency log. It
@@ -209,8 +216,10 @@ type RetentionResult struct {
 
 // Events are the hooks the transparency log attaches to. A nil hook drops
 // its events. A hook that fails gets the event again on the next pass, so
-// hooks must tolerate repeats (the file name or cutoff identifies an event).
+// hooks must tolerate repeats (the file name, cutoff or root identifies an
+// event).
 type Events struct {
 	OnFilePublished func(context.Context, FilePublished) error
 	OnRetention     func(context.Context, RetentionResult) error
+	OnRootAdded     func(context.Context, RootAdded) error
 }
