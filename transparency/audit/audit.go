@@ -169,7 +169,8 @@ type auditor struct {
 	entries []parsedEntry
 	keys    map[string]*loggedKey // purpose/id/version
 	files   map[string]*loggedFile
-	deleted map[string]int // file → index of the retention.deleted entry naming it
+	deleted map[string]int    // file → index of the retention.deleted entry naming it
+	roots   map[string]uint64 // export root → index of its export_root.added entry
 }
 
 type parsedEntry struct {
@@ -230,6 +231,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg: cfg, now: cfg.Now(), log: fetcher{client: cfg.Client, base: base}, verifier: v,
 		report: &Report{Log: base.String(), Origin: v.Name(), OK: true, Entries: map[string]int{}},
 		keys:   map[string]*loggedKey{}, files: map[string]*loggedFile{}, deleted: map[string]int{},
+		roots: map[string]uint64{},
 	}
 	a.report.Time = a.now.UTC()
 	if st.Key != "" && st.Key != key {
@@ -426,6 +428,12 @@ func (a *auditor) checkEntries() {
 			for _, f := range b.Files {
 				a.deleted[f] = int(pe.index)
 			}
+		case logentry.ExportRootAdded:
+			if prev, dup := a.roots[b.Root]; dup {
+				c.Problems = append(c.Problems, fmt.Sprintf("entry %d: root %s was already added by entry %d", pe.index, b.Root, prev))
+				continue
+			}
+			a.roots[b.Root] = pe.index
 		}
 	}
 	n := len(a.entries)

@@ -166,15 +166,23 @@ func (w *world) writeFile(root string, start time.Time, k *ecdsa.PrivateKey, ver
 	}
 }
 
-// list writes root's index.txt with names.
+// list writes root's index.txt with names, as the exporter does.
 func (w *world) list(root string, names ...string) {
 	w.t.Helper()
 	slices.Sort(names)
-	body := strings.Join(names, "\n")
-	if len(names) > 0 {
-		body += "\n"
-	}
-	if err := os.WriteFile(filepath.Join(w.exports, root, "index.txt"), []byte(body), 0o644); err != nil {
+	w.writeExport(filepath.Join(root, "index.txt"), string(export.FormatListing(names)))
+}
+
+// serveRoots writes roots.txt with roots.
+func (w *world) serveRoots(roots ...string) {
+	w.t.Helper()
+	slices.Sort(roots)
+	w.writeExport(export.RootsName, string(export.FormatListing(roots)))
+}
+
+func (w *world) writeExport(name, body string) {
+	w.t.Helper()
+	if err := os.WriteFile(filepath.Join(w.exports, name), []byte(body), 0o644); err != nil {
 		w.t.Fatal(err)
 	}
 }
@@ -184,6 +192,8 @@ func (w *world) list(root string, names ...string) {
 func (w *world) honest(hours int) []string {
 	w.t.Helper()
 	w.logKey(w.signKey, "v1")
+	w.record(logentry.ExportRootAdded{Root: "us", Region: "US"})
+	w.serveRoots("us")
 	var names []string
 	for i := range hours {
 		start := w.now.Truncate(time.Hour).Add(-time.Duration(hours-i+1) * time.Hour)
@@ -239,7 +249,7 @@ func TestAuditCleanRunPasses(t *testing.T) {
 	w := newWorld(t)
 	w.honest(3)
 	r := w.audit(w.config())
-	if !r.OK || !r.StateSaved || r.Size != 5 || r.FilesChecked != 3 {
+	if !r.OK || !r.StateSaved || r.Size != 6 || r.FilesChecked != 3 {
 		t.Fatalf("clean audit: ok %v, state saved %v, size %d, files %d", r.OK, r.StateSaved, r.Size, r.FilesChecked)
 	}
 	// The log grows; the second run proves consistency with the first,
@@ -251,7 +261,7 @@ func TestAuditCleanRunPasses(t *testing.T) {
 	cfg := w.config()
 	cfg.Key = ""
 	r = w.audit(cfg)
-	if !r.OK || r.PreviousSize != 5 || r.Size != 6 || r.FilesChecked != 4 {
+	if !r.OK || r.PreviousSize != 6 || r.Size != 7 || r.FilesChecked != 4 {
 		t.Fatalf("second audit: ok %v, previous %d, size %d, files %d", r.OK, r.PreviousSize, r.Size, r.FilesChecked)
 	}
 	for _, c := range r.Checks {
@@ -306,7 +316,7 @@ func TestAuditTamperedTile(t *testing.T) {
 func TestAuditTamperedEntry(t *testing.T) {
 	w := newWorld(t)
 	w.honest(2)
-	bundle := filepath.Join(w.logDir, "tile", "entries", "000.p", "4")
+	bundle := filepath.Join(w.logDir, "tile", "entries", "000.p", "5")
 	b, err := os.ReadFile(bundle)
 	if err != nil {
 		t.Fatal(err)
@@ -465,5 +475,68 @@ func TestAuditIndexURLAndMissingKey(t *testing.T) {
 	cfg.Key, cfg.StatePath = "", ""
 	if _, err := Run(context.Background(), cfg); err != ErrNoKey {
 		t.Errorf("no key: %v", err)
+	}
+}
+
+// An export root served beside the logged one, listed in roots.txt but
+// never logged, fails the audit; so does a root whose files are logged but
+// that roots.txt hides, and a site without roots.txt.
+func TestAuditUnloggedRoot(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		serve      func(w *world)
+	}{
+		{"unlogged root listed", "served but not logged", func(w *world) {
+			name, _ := w.writeFile("shadow", w.now.Truncate(time.Hour).Add(-2*time.Hour), w.signKey, "v1", 5)
+			w.list("shadow", name)
+			w.serveRoots("us", "shadow")
+		}},
+		{"logged root hidden from roots.txt", "does not list root us", func(w *world) {
+			w.serveRoots()
+		}},
+		{"no roots.txt", "roots.txt", func(w *world) {
+			os.Remove(filepath.Join(w.exports, export.RootsName))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.honest(2)
+			if r := w.audit(w.config()); !r.OK {
+				t.Fatal("honest audit failed")
+			}
+			tc.serve(w)
+			expectFail(t, w.audit(w.config()), "every served root is logged", tc.text)
+		})
+	}
+	// An index URL of a root never logged fails too.
+	w := newWorld(t)
+	w.honest(1)
+	name, body := w.writeFile("other", w.now.Truncate(time.Hour).Add(-2*time.Hour), w.signKey, "v1", 5)
+	w.record(body)
+	w.list("other", name)
+	w.published()
+	cfg := w.config()
+	cfg.Exports = []string{w.srv.URL + "/exports/other/index.txt"}
+	expectFail(t, w.audit(cfg), "every served root is logged", "not logged")
+}
+
+// Index lines are checked byte for byte: a phone fetches the line as it
+// is, so "<logged name>\r" names a file no entry describes.
+func TestAuditIndexNotByteExact(t *testing.T) {
+	for name, edit := range map[string]func(string) string{
+		"carriage return":  func(l string) string { return l + "\r" },
+		"leading space":    func(l string) string { return " " + l },
+		"trailing newline": func(l string) string { return l + "\n" },
+		"blank line":       func(l string) string { return "\n" + l },
+		"tab":              func(l string) string { return l + "\t" },
+		"other root":       func(l string) string { return "x" + l },
+		"path":             func(l string) string { return "us/../" + l },
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := newWorld(t)
+			names := w.honest(2)
+			w.writeExport(filepath.Join("us", "index.txt"), names[0]+"\n"+edit(names[1]))
+			expectFail(t, w.audit(w.config()), "every listed file is logged", "exact form")
+		})
 	}
 }

@@ -21,17 +21,20 @@ import (
 )
 
 // exportSite is one place export files are served: a base URL under which
-// <root>/index.txt and the files it lists live, and the roots to check.
+// roots.txt, <root>/index.txt and the files it lists live, and the roots to
+// check.
 type exportSite struct {
 	base  *url.URL
 	roots []string
 	// explicit reports whether the roots were given (an index URL) rather
-	// than taken from the log.
+	// than taken from roots.txt and the log.
 	explicit bool
+	// listed are the roots the site's roots.txt lists.
+	listed []string
 }
 
 // sites resolves cfg.Exports: an index URL names its root, a base URL gets
-// every root the log mentions.
+// every root the log mentions (checkRoots adds those its roots.txt lists).
 func (a *auditor) sites() ([]exportSite, []string) {
 	var logRoots []string
 	for f := range a.files {
@@ -39,6 +42,9 @@ func (a *auditor) sites() ([]exportSite, []string) {
 	}
 	for f := range a.deleted {
 		logRoots = append(logRoots, rootOf(f))
+	}
+	for r := range a.roots {
+		logRoots = append(logRoots, r)
 	}
 	slices.Sort(logRoots)
 	logRoots = slices.Compact(logRoots)
@@ -66,6 +72,63 @@ func (a *auditor) sites() ([]exportSite, []string) {
 	return out, problems
 }
 
+// rootsCheck is the check that every served root is logged.
+type rootsCheck struct {
+	Check
+	served int
+}
+
+func (c *rootsCheck) done() Check {
+	if len(c.Problems) > 0 {
+		c.Status, c.Detail, c.Problems = StatusFail, "export roots are served without an export_root.added entry, or hidden from roots.txt", limit(c.Problems)
+	} else {
+		c.Status, c.Detail = StatusOK, fmt.Sprintf("%d served roots, each logged", c.served)
+	}
+	return c.Check
+}
+
+// checkRoots reads each base URL's roots.txt, the list of every root the
+// site serves, and adds its roots to those checked. Every root served must
+// be logged (export_root.added): otherwise an operator could serve files
+// in a root no auditor looks at. The index loop adds the roots the log
+// knows that are served without being listed.
+func (a *auditor) checkRoots(ctx context.Context, sites []exportSite) *rootsCheck {
+	c := &rootsCheck{Check: Check{Name: "every served root is logged"}}
+	logged := func(root, where string) {
+		if _, ok := a.roots[root]; !ok {
+			c.Problems = append(c.Problems, fmt.Sprintf("%s serves root %s, which the log does not have: an export root served but not logged", where, root))
+		}
+	}
+	for i := range sites {
+		s := &sites[i]
+		if s.explicit {
+			for _, r := range s.roots {
+				logged(r, s.base.JoinPath(r, "index.txt").String())
+				c.served++
+			}
+			continue
+		}
+		u := s.base.JoinPath(export.RootsName).String()
+		body, err := getURL(ctx, a.cfg.Client, u, maxIndex)
+		if err != nil {
+			c.Problems = append(c.Problems, fmt.Sprintf("%s: %v (a deployment lists the roots it serves there)", u, err))
+			continue
+		}
+		served, err := export.ParseRoots(body)
+		if err != nil {
+			c.Problems = append(c.Problems, fmt.Sprintf("%s: %v", u, err))
+			continue
+		}
+		for _, r := range served {
+			logged(r, u)
+		}
+		c.served += len(served)
+		s.listed = served
+		s.roots = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(s.roots), served...))))
+	}
+	return c
+}
+
 func rootOf(file string) string {
 	root, _, _ := strings.Cut(file, "/")
 	return root
@@ -86,6 +149,7 @@ func (a *auditor) checkExports(ctx context.Context) {
 		return
 	}
 	sites, problems := a.sites()
+	roots := a.checkRoots(ctx, sites)
 	cutoff := a.now.Add(-a.cfg.Retention - a.cfg.RetentionGrace)
 
 	idx := Check{Name: "every listed file is logged"}
@@ -103,12 +167,18 @@ func (a *auditor) checkExports(ctx context.Context) {
 				idx.Problems = append(idx.Problems, fmt.Sprintf("%s: %v", u, err))
 				continue
 			}
+			if !s.explicit && !slices.Contains(s.listed, root) {
+				roots.Problems = append(roots.Problems, fmt.Sprintf("%s is served, but %s does not list root %s: files hidden from auditors", u, s.base.JoinPath(export.RootsName), root))
+			}
 			indexes++
-			for _, line := range strings.Split(string(body), "\n") {
-				line = strings.TrimSpace(line)
-				if line == "" {
-					continue
-				}
+			// Phones fetch each line as it is: a line that is a logged
+			// name only once trimmed names another URL.
+			lines, err := export.ParseIndex(body, root)
+			if err != nil {
+				idx.Problems = append(idx.Problems, fmt.Sprintf("%s: %v", u, err))
+				continue
+			}
+			for _, line := range lines {
 				files = append(files, listed{site: s, name: line})
 				if _, ok := a.files[line]; !ok {
 					idx.Problems = append(idx.Problems, fmt.Sprintf("%s lists %s, which the log does not have: an export served but not logged", u, line))
@@ -116,6 +186,7 @@ func (a *auditor) checkExports(ctx context.Context) {
 			}
 		}
 	}
+	a.report.add(roots.done())
 	a.report.FilesChecked = len(files)
 	if len(idx.Problems) > 0 {
 		idx.Status, idx.Detail, idx.Problems = StatusFail, "files are listed for phones without an export.published entry", limit(idx.Problems)
