@@ -25,7 +25,10 @@ const ExportsPath = "/exports/"
 // Index returns the export files currently listed for root (GET
 // /exports/<root>/index.txt), oldest first, each named "<root>/<file>.zip"
 // as DownloadExport takes it. A phone downloads the names it has not
-// processed yet.
+// processed yet. An index that is not byte for byte in the documented form
+// (export.ParseIndex: no "\r", spaces, blank lines or trailing newline, only
+// this root's files) is refused with export.ErrBadListing: its lines would
+// name other URLs than the ones auditors check.
 func (c *Client) Index(ctx context.Context, root string) ([]string, error) {
 	if root == "" || strings.ContainsAny(root, "/\\") || root == "." || root == ".." {
 		return nil, fmt.Errorf("export index: bad root %q", root)
@@ -34,14 +37,9 @@ func (c *Client) Index(ctx context.Context, root string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export index %s: %w", root, err)
 	}
-	var names []string
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if line = strings.TrimSpace(line); line != "" {
-			if _, _, err := splitName(line); err != nil {
-				return nil, fmt.Errorf("export index %s: %w", root, err)
-			}
-			names = append(names, line)
-		}
+	names, err := export.ParseIndex(b, root)
+	if err != nil {
+		return nil, fmt.Errorf("export index %s: %w", root, err)
 	}
 	return names, nil
 }

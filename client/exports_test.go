@@ -93,7 +93,7 @@ func exportServer(t *testing.T, files map[string][]byte, keys map[export.Signatu
 	}
 	slices.Sort(names)
 	mux.HandleFunc("GET /exports/us/index.txt", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, strings.Join(names, "\n")+"\n")
+		io.WriteString(w, strings.Join(names, "\n"))
 	})
 	mux.HandleFunc("GET /exports/us/keys", func(w http.ResponseWriter, r *http.Request) {
 		var list []map[string]any
@@ -196,17 +196,51 @@ func TestDownloadExport(t *testing.T) {
 	}
 }
 
+// Index lines are accepted only byte for byte: a phone fetches each line
+// as it is, and a line that is a good name only once trimmed ("x.zip\r")
+// names another URL than the one auditors check.
 func TestIndexRejectsBadNames(t *testing.T) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /exports/us/index.txt", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "us/1-2-00001.zip\n../../etc/passwd\n")
-	})
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	c, _ := client.New(srv.URL)
-	if _, err := c.Index(context.Background(), "us"); err == nil {
-		t.Error("index with a path traversal accepted")
+	const good = "us/1-2-00001.zip"
+	for name, tc := range map[string]struct {
+		index string
+		ok    bool
+	}{
+		"exact":            {index: good + "\nus/1-2-00002.zip", ok: true},
+		"empty":            {index: "", ok: true},
+		"carriage return":  {index: good + "\r"},
+		"crlf":             {index: good + "\r\nus/1-2-00002.zip"},
+		"leading space":    {index: " " + good},
+		"trailing space":   {index: good + " "},
+		"tab":              {index: good + "\t"},
+		"trailing newline": {index: good + "\n"},
+		"blank line":       {index: good + "\n\nus/1-2-00002.zip"},
+		"traversal":        {index: good + "\n../../etc/passwd"},
+		"other root":       {index: "uk/1-2-00001.zip"},
+		"not a zip name":   {index: "us/latest.zip"},
+		"unsorted":         {index: "us/1-2-00002.zip\n" + good},
+		"duplicate":        {index: good + "\n" + good},
+	} {
+		t.Run(name, func(t *testing.T) {
+			mux := http.NewServeMux()
+			mux.HandleFunc("GET /exports/us/index.txt", func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, tc.index)
+			})
+			srv := httptest.NewServer(mux)
+			defer srv.Close()
+			c, _ := client.New(srv.URL)
+			names, err := c.Index(context.Background(), "us")
+			if tc.ok {
+				if err != nil || strings.Join(names, "\n") != tc.index {
+					t.Errorf("index %q: %q, %v", tc.index, names, err)
+				}
+				return
+			}
+			if !errors.Is(err, export.ErrBadListing) {
+				t.Errorf("index %q: %q, %v; want export.ErrBadListing", tc.index, names, err)
+			}
+		})
 	}
+	c, _ := client.New("http://127.0.0.1:1")
 	if _, err := c.Index(context.Background(), "../us"); err == nil {
 		t.Error("bad root accepted")
 	}

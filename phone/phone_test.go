@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -178,11 +179,14 @@ type exportFixture struct {
 	srv     *httptest.Server
 	pinned  map[export.SignatureInfo]*ecdsa.PublicKey
 	counter int
+	// editIndex changes index.txt as served (a server that lies).
+	editIndex func(string) string
 }
 
 func newExportFixture(t *testing.T) *exportFixture {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	fx := &exportFixture{t: t, key: key, info: export.SignatureInfo{KeyID: "310", KeyVersion: "v1"}, files: map[string][]byte{}}
+	fx := &exportFixture{t: t, key: key, info: export.SignatureInfo{KeyID: "310", KeyVersion: "v1"}, files: map[string][]byte{},
+		editIndex: func(s string) string { return s }}
 	fx.pinned = map[export.SignatureInfo]*ecdsa.PublicKey{fx.info: &key.PublicKey}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /exports/us/index.txt", func(w http.ResponseWriter, r *http.Request) {
@@ -193,7 +197,7 @@ func newExportFixture(t *testing.T) *exportFixture {
 			names = append(names, n)
 		}
 		slices.Sort(names)
-		io.WriteString(w, strings.Join(names, "\n"))
+		io.WriteString(w, fx.editIndex(strings.Join(names, "\n")))
 	})
 	mux.HandleFunc("GET /exports/us/{file}", func(w http.ResponseWriter, r *http.Request) {
 		fx.mu.Lock()
@@ -242,7 +246,8 @@ func (fx *exportFixture) addRaw(b []byte) string {
 	fx.mu.Lock()
 	defer fx.mu.Unlock()
 	fx.counter++
-	name := "us/" + time.Unix(int64(1700000000+fx.counter), 0).UTC().Format("20060102150405") + "-00001.zip"
+	start := 1700000000 + 3600*fx.counter
+	name := "us/" + strconv.Itoa(start) + "-" + strconv.Itoa(start+3600) + "-00001.zip"
 	fx.files[name] = b
 	return name
 }
@@ -428,6 +433,40 @@ func TestSyncRejects(t *testing.T) {
 	b.App.ExportsRoot = "nowhere"
 	if _, err := b.Sync(context.Background(), fx.client(), phone.SyncOptions{}); err == nil || !slices.Equal(b.Synced, []string{good}) {
 		t.Errorf("missing index: %v, synced %v", err, b.Synced)
+	}
+}
+
+// A phone takes index lines byte for byte: an index whose lines are file
+// names only once trimmed is refused whole, nothing is downloaded and the
+// state is unchanged.
+func TestSyncRefusesInexactIndex(t *testing.T) {
+	for name, edit := range map[string]func(string) string{
+		"carriage return":  func(s string) string { return s + "\r" },
+		"crlf":             func(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") },
+		"leading space":    func(s string) string { return " " + s },
+		"trailing newline": func(s string) string { return s + "\n" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, b := newPhone(t), newPhone(t)
+			b.App.ExportsRoot = "us"
+			b.Encounter(a, time.Date(2026, 5, 9, 8, 0, 0, 0, time.UTC), 20*time.Minute)
+			fx := newExportFixture(t)
+			fx.add(published(t, a, export.ConfirmedTest), nil, nil)
+			fx.add(nil, nil, nil)
+			fx.editIndex = edit
+			res, err := b.Sync(context.Background(), fx.client(), phone.SyncOptions{})
+			if !errors.Is(err, export.ErrBadListing) {
+				t.Fatalf("sync: %+v, %v; want export.ErrBadListing", res, err)
+			}
+			if len(b.Synced) != 0 || len(b.Matches) != 0 {
+				t.Errorf("state changed: synced %v, matches %v", b.Synced, b.Matches)
+			}
+			// The same server with an exact index is synced.
+			fx.editIndex = func(s string) string { return s }
+			if res, err := b.Sync(context.Background(), fx.client(), phone.SyncOptions{}); err != nil || len(res.Files) != 2 || len(res.Exposures) != 1 {
+				t.Errorf("exact index: %+v, %v", res, err)
+			}
+		})
 	}
 }
 

@@ -125,8 +125,9 @@ func RejectionReason(err error) string {
 // every key in them against what the phone heard, and returns the
 // exposures. Files that fail verification are listed in the result's
 // Rejected and not marked processed; the others are. Sync fails when the
-// index cannot be read, leaving st unchanged, or when ctx ends, keeping the
-// files processed until then.
+// index cannot be read or is not byte for byte in the documented form
+// (export.ErrBadListing), leaving st unchanged, or when ctx ends, keeping
+// the files processed until then.
 func (st *State) Sync(ctx context.Context, c *client.Client, opts SyncOptions) (*SyncResult, error) {
 	root := cmp.Or(opts.Root, st.App.ExportsRoot)
 	if root == "" {
