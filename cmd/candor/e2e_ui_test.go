@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
@@ -239,6 +241,23 @@ func (b *uiBrowser) choosePassword(oneTime, password string) {
 	}
 }
 
+// chooseZone answers the time-zone question of a first sign-in with the
+// zone the page filled in from the browser, and returns it.
+func (b *uiBrowser) chooseZone() string {
+	b.t.Helper()
+	if h := b.text("h1"); h != "Your time zone" {
+		b.t.Fatalf("after the first sign-in: %q, want the time-zone question", h)
+	}
+	device := evalJS[string](b, `Intl.DateTimeFormat().resolvedOptions().timeZone`)
+	if got := evalJS[string](b, `document.getElementById('timezone').value`); got == "" || got != device {
+		b.t.Fatalf("time zone field %q, want the browser's %q", got, device)
+	}
+	if st := b.submit("save time zone", `form[action="/ui/account/timezone"] button[type=submit]`); st != http.StatusOK {
+		b.t.Fatalf("save time zone: status %d", st)
+	}
+	return device
+}
+
 // stdoutValue finds the first match of re's group in the server's stdout.
 func stdoutValue(t *testing.T, s *e2eServer, re string) string {
 	t.Helper()
@@ -266,6 +285,10 @@ func TestE2EUI(t *testing.T) {
 	b.signIn(FirstAdminEmail, adminPW)
 	const adminOwn = "correct horse battery staple"
 	b.choosePassword(adminPW, adminOwn)
+	zone, err := time.LoadLocation(b.chooseZone())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if h := b.text("h1"); h != "Issue a verification code" {
 		t.Fatalf("after choosing a password: %q, want the issue page", h)
 	}
@@ -316,7 +339,7 @@ func TestE2EUI(t *testing.T) {
 	}
 
 	// Bulk issue with progress; the results file downloads.
-	today := time.Now().UTC().Format("2006-01-02")
+	today := time.Now().In(zone).Format("2006-01-02")
 	csvFile := filepath.Join(t.TempDir(), "people.csv")
 	os.WriteFile(csvFile, []byte("testType,symptomDate,testDate,ref\nconfirmed,,"+today+",lab-1\nlikely,,,lab-2\nnegative,,,=HYPERLINK(1)\n"), 0o600)
 	rows := b.bulk(csvFile)
@@ -378,6 +401,7 @@ func TestE2EUI(t *testing.T) {
 	b.signIn("worker@example.org", wpw)
 	const workerOwn = "tulip river lantern 42"
 	b.choosePassword(wpw, workerOwn)
+	b.chooseZone()
 	for _, p := range []string{"/ui/admin/users", "/ui/admin/apikeys", "/ui/admin/policy", "/ui/admin/audit", "/ui/stats", "/ui/system/realms"} {
 		if st := b.open(p); st != http.StatusForbidden {
 			t.Errorf("health worker GET %s: %d, want 403", p, st)
@@ -493,4 +517,153 @@ func (b *uiBrowser) bulk(file string) [][]string {
 	}
 	b.t.Fatal("no download")
 	return nil
+}
+
+// startClockServer runs the server in this process, as `candor serve` with
+// its default flags does, on a clock that reads start when the test begins
+// and then moves with the wall clock: the binary has no way to set its
+// clock, and should not have one. The first start's output (demo realm,
+// API keys, the admin's one-time password) is in the returned stdout.
+func startClockServer(t *testing.T, start time.Time) *e2eServer {
+	t.Helper()
+	offset := time.Until(start)
+	var cfg Config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg.flags(fs)
+	dir, addr := t.TempDir(), freeAddr(t)
+	if err := fs.Parse([]string{"--data", dir, "--addr", addr}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Now = func() time.Time { return time.Now().Add(offset) }
+	s := &e2eServer{t: t, data: dir, url: "http://" + addr, stderr: &lockedBuffer{}, stdout: &lockedBuffer{}, exited: make(chan struct{})}
+	m, err := NewMain(cfg, s.stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := m.Open(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	err = m.exclusive(ctx, startupLease, func() error {
+		if err := m.ensureDemoRealm(ctx, s.stdout); err != nil {
+			return err
+		}
+		return m.ensureFirstAdmin(ctx, s.stdout)
+	})
+	if err != nil {
+		cancel()
+		m.Close()
+		t.Fatal(err)
+	}
+	go func() { s.waitErr = m.Run(ctx); close(s.exited) }()
+	t.Cleanup(func() {
+		cancel()
+		<-s.exited
+		m.Close()
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.stderr.String())
+		}
+	})
+	return s
+}
+
+// setZone makes the browser's time zone zone, as a device set to it.
+func (b *uiBrowser) setZone(zone string) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: zone})
+		return err
+	})); err != nil {
+		b.t.Fatalf("time zone %s: %v", zone, err)
+	}
+}
+
+// TestE2EUITimeZones: health workers far from UTC, at local times on either
+// side of UTC midnight, sign in for the first time and issue a code with
+// the date the form offers. Their time zone is asked for and filled in
+// from the browser; the form's today, bounds and prefilled date are the
+// local date; the phone redeeming the code gets the local dates; and the
+// expiry is shown with its zone.
+func TestE2EUITimeZones(t *testing.T) {
+	chromiumPath(t)
+	for _, tc := range []struct {
+		zone  string
+		now   time.Time // the server's clock
+		local string    // the date on the health worker's calendar then
+	}{
+		// 03:01 on Saturday in Auckland: UTC is still on Friday.
+		{"Pacific/Auckland", time.Date(2026, 12, 4, 14, 1, 0, 0, time.UTC), "2026-12-05"},
+		// 17:30 on Friday evening in Los Angeles: UTC is already on Saturday.
+		{"America/Los_Angeles", time.Date(2026, 12, 5, 1, 30, 0, 0, time.UTC), "2026-12-04"},
+	} {
+		t.Run(tc.zone, func(t *testing.T) {
+			loc, err := time.LoadLocation(tc.zone)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if utc := tc.now.UTC().Format("2006-01-02"); utc == tc.local {
+				t.Fatalf("the case must put the local date (%s) and the UTC date on different days", tc.local)
+			}
+			symptoms := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC).Format("2006-01-02")
+			s := startClockServer(t, tc.now)
+			adminPW := stdoutValue(t, s, `(?m)^  password:\s+(\S+)$`)
+			deviceKey := stdoutValue(t, s, `device API key:\s+(\S+)`)
+			b := newUIBrowser(t, s.url)
+			b.setZone(tc.zone)
+
+			b.signIn(FirstAdminEmail, adminPW)
+			b.choosePassword(adminPW, "correct horse battery staple")
+			if h := b.text("h1"); h == "Your time zone" {
+				if got := b.chooseZone(); got != tc.zone {
+					t.Errorf("time zone filled in from the browser: %q, want %q", got, tc.zone)
+				}
+			} else {
+				t.Errorf("the first sign-in did not ask for the time zone (page %q)", h)
+				b.open("/ui/issue")
+			}
+			if h := b.text("h1"); h != "Issue a verification code" {
+				t.Fatalf("page %q, want the issue form", h)
+			}
+
+			// The form's today, bounds and prefilled date are the local date,
+			// and it says which zone they are in.
+			date := evalJS[[]string](b, `(function () { var d = document.getElementById('testDate'); return [d.value, d.max, d.min]; })()`)
+			if date[0] != tc.local || date[1] != tc.local {
+				t.Errorf("test date field: value %s, max %s; want the local date %s", date[0], date[1], tc.local)
+			}
+			if hint := b.text("#date-hint"); !strings.Contains(hint, tc.zone) {
+				t.Errorf("the form does not say its time zone: %q", hint)
+			}
+			if w := evalJS[string](b, `(function () { var w = document.getElementById('zone-mismatch'); return !w ? 'missing' : w.hidden ? 'hidden' : 'shown'; })()`); w != "hidden" {
+				t.Errorf("the warning of a device in another zone is %s; want it there and hidden (the device is in the account's zone)", w)
+			}
+
+			// Issue with the offered test date and a symptom date.
+			b.do("fill symptom date", b.fill("#symptomDate", symptoms), chromedp.Click(chromedp.CSS("#tt-confirmed")))
+			if st := b.submit("issue in "+tc.zone, `#issue-form button[type=submit]`); st != http.StatusOK {
+				t.Fatalf("issue with the offered date: status %d: %s", st, b.text("main"))
+			}
+			code := strings.ReplaceAll(b.text("#short-code"), " ", "")
+
+			// The expiry is the local time, with its zone.
+			at, err := time.Parse(time.RFC3339, evalJS[string](b, `document.querySelector('p.expiry time').getAttribute('datetime')`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := b.text("p.expiry time"), at.In(loc).Format("15:04 MST"); got != want || !regexp.MustCompile(`^\d\d:\d\d [A-Z]{3,4}$`).MatchString(got) {
+				t.Errorf("short code valid until %q, want %q (local, with the zone)", got, want)
+			}
+
+			// The phone gets the dates the health worker meant.
+			status, body := s.postJSON(api.VerifyPath, map[string]any{"code": code}, map[string]string{api.APIKeyHeader: deviceKey})
+			var v api.VerifyCodeResponse
+			if err := json.Unmarshal(body, &v); status != http.StatusOK || err != nil {
+				t.Fatalf("redeem: %d %s", status, body)
+			}
+			if v.TestDate != tc.local || v.SymptomDate != symptoms {
+				t.Errorf("stored dates: test %s, symptoms %s; want %s and %s", v.TestDate, v.SymptomDate, tc.local, symptoms)
+			}
+		})
+	}
 }
