@@ -190,31 +190,37 @@ func (p *Publisher) Publish(ctx context.Context, req *api.Publish) (*Result, err
 	}
 	res.Inserted, res.Revised = inserted+retried, revised
 
-	tok := &RevisionToken{IssuedAt: now.Truncate(time.Hour)}
-	for _, e := range batch {
-		tok.Keys = append(tok.Keys, RevisableKey{Key: e.Key, IntervalNumber: e.IntervalNumber, IntervalCount: e.IntervalCount})
-	}
-	if token != nil {
-		// Like the reference, the new token keeps the keys of the token sent
-		// that this upload did not carry (e.g. dropped for symptom onset),
-		// while they can still be stored, so the phone can still revise them.
-		minEnd := IntervalNumber(now.Add(-p.opts.MaxIntervalAge))
-		for _, k := range token.Keys {
-			if _, ok := tok.Find(k.Key); ok || k.IntervalNumber+k.IntervalCount < minEnd || len(tok.Keys) == MaxKeysPerPublish {
-				continue
-			}
-			tok.Keys = append(tok.Keys, k)
-		}
-	}
 	aead, err := p.revision.AEAD()
 	if err == nil {
-		res.RevisionToken, err = tok.Seal(aead)
+		res.RevisionToken, err = p.newRevisionToken(batch, token, now).Seal(aead)
 	}
 	if err != nil {
 		// The keys are stored; without a token the phone just cannot revise.
 		res.Warnings = append(res.Warnings, "no revision token could be issued")
 	}
 	return res, nil
+}
+
+// newRevisionToken lists the keys of batch and, like the reference server,
+// the keys of the valid token sent (sent may be nil) that the upload did not
+// carry (e.g. dropped for the symptom onset), while they can still be
+// stored, so the phone can still revise them.
+func (p *Publisher) newRevisionToken(batch []*Exposure, sent *RevisionToken, now time.Time) *RevisionToken {
+	tok := &RevisionToken{IssuedAt: now.Truncate(time.Hour)}
+	for _, e := range batch {
+		tok.Keys = append(tok.Keys, RevisableKey{Key: e.Key, IntervalNumber: e.IntervalNumber, IntervalCount: e.IntervalCount})
+	}
+	if sent == nil {
+		return tok
+	}
+	minEnd := IntervalNumber(now.Add(-p.opts.MaxIntervalAge))
+	for _, k := range sent.Keys {
+		if _, ok := tok.Find(k.Key); ok || k.IntervalNumber+k.IntervalCount < minEnd || len(tok.Keys) == MaxKeysPerPublish {
+			continue
+		}
+		tok.Keys = append(tok.Keys, k)
+	}
+	return tok
 }
 
 func (p *Publisher) coarse(t time.Time) time.Time { return t.Truncate(p.opts.TruncateWindow).UTC() }
