@@ -209,7 +209,7 @@ func TestSignInLimitPerAddress(t *testing.T) {
 	f := newFixture(t)
 	f.signIn("ana@example.org", account.RoleWorker)
 	f.serveWith(f.acct, func(h *Handler, e *echo.Echo) {
-		h.LimitSignIns(ratelimit.New(ratelimit.NewMemoryCounter(), ratelimit.NewMemorySecrets(), ratelimit.Options{}), 3)
+		h.LimitSignIns(SignInLimits{Limiter: ratelimit.New(ratelimit.NewMemoryCounter(), ratelimit.NewMemorySecrets(), ratelimit.Options{}), PerAddress: 3})
 		e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	})
 	const flooder, other = "198.51.100.7", "203.0.113.9"

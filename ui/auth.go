@@ -25,24 +25,38 @@ const DefaultSignInsPerAddress = 30
 // a second.
 const busyRetryAfter = 2 * time.Second
 
-// signinLimit bounds sign-in attempts per client address.
+// SignInLimits bound sign-in attempts (POST /ui/signin).
+type SignInLimits struct {
+	// Limiter counts attempts per client address: the request limiter of
+	// the server, which keys addresses by an HMAC under a daily key and
+	// shares counts through Redis when the store does. Nil counts none.
+	Limiter *ratelimit.Limiter
+	// PerAddress bounds attempts per address and minute
+	// (DefaultSignInsPerAddress when 0); more get 429 with Retry-After
+	// before any password is checked.
+	PerAddress int
+	// Refused, when set, hears of every refused attempt: "address" (over
+	// PerAddress) or "busy" (the password-hash queue is full: 503).
+	Refused func(reason string)
+}
+
+// signinLimit is how the handler applies SignInLimits.
 type signinLimit struct {
 	limiter *ratelimit.Limiter
 	rules   []ratelimit.Rule
+	refused func(reason string)
 }
 
-// LimitSignIns bounds sign-in attempts (POST /ui/signin) to perMinute per
-// client address and minute (DefaultSignInsPerAddress when 0), counted by
-// l: the request limiter of the server, which keys addresses by an HMAC
-// under a daily key and shares counts through Redis when the store does.
-// Attempts over the bound get 429 with Retry-After before any password is
-// checked.
-func (h *Handler) LimitSignIns(l *ratelimit.Limiter, perMinute int) {
-	if perMinute == 0 {
-		perMinute = DefaultSignInsPerAddress
+// LimitSignIns applies l to sign-in attempts.
+func (h *Handler) LimitSignIns(l SignInLimits) {
+	if l.PerAddress == 0 {
+		l.PerAddress = DefaultSignInsPerAddress
 	}
-	h.signins = signinLimit{limiter: l, rules: []ratelimit.Rule{
-		{Name: "ui-signin-address", Limit: perMinute, Window: time.Minute, Key: ratelimit.AddressKey},
+	if l.Refused == nil {
+		l.Refused = func(string) {}
+	}
+	h.signins = signinLimit{limiter: l.Limiter, refused: l.Refused, rules: []ratelimit.Rule{
+		{Name: "ui-signin-address", Limit: l.PerAddress, Window: time.Minute, Key: ratelimit.AddressKey},
 	}}
 }
 
@@ -94,6 +108,7 @@ func (h *Handler) signin(c echo.Context, st *state) error {
 		res := l.Check(c, h.signins.rules)
 		ratelimit.Headers(c.Response().Header(), res)
 		if !res.Allowed {
+			h.signins.refused("address")
 			secs := c.Response().Header().Get("Retry-After")
 			p.CSRF, p.Error = h.signinToken(c), "Too many sign-in attempts from your network. Try again in "+secs+" seconds."
 			return h.render(c, http.StatusTooManyRequests, "signin", st, "Sign in", p)
@@ -115,6 +130,9 @@ func (h *Handler) signin(c echo.Context, st *state) error {
 		case errors.As(err, &te):
 			status = http.StatusTooManyRequests
 		case errors.Is(err, account.ErrBusy):
+			if h.signins.refused != nil {
+				h.signins.refused("busy")
+			}
 			status = http.StatusServiceUnavailable
 			c.Response().Header().Set("Retry-After", strconv.Itoa(int(busyRetryAfter/time.Second)))
 		}

@@ -2,10 +2,17 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/candor-en/candor/storage/bolt"
+	"github.com/candor-en/candor/ui"
 )
 
 // The operator's `candor admin user …` commands act as a system admin: they
@@ -62,5 +69,47 @@ func TestAdminUserCommandsAudited(t *testing.T) {
 		if strings.Join(got, ", ") != strings.Join(w, ", ") {
 			t.Errorf("audit list of %s: %q, want %q", realm, got, w)
 		}
+	}
+}
+
+// The real server bounds sign-in attempts per client address: past
+// ui.DefaultSignInsPerAddress a minute the form answers 429 with
+// Retry-After, and the refusals are counted by reason, never by address.
+func TestE2ESignInLimitPerAddress(t *testing.T) {
+	s := startE2EServer(t, "")
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	resp, err := c.Get(s.url + "/ui/signin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("sign-in form without token:\n%s", page)
+	}
+	// Empty passwords: counted, but no password hash is computed.
+	form := url.Values{"csrf": {string(m[1])}, "email": {"nobody@example.org"}, "password": {""}}
+	for i := 1; i <= ui.DefaultSignInsPerAddress+1; i++ {
+		resp, err := c.PostForm(s.url+"/ui/signin", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := http.StatusBadRequest
+		if i > ui.DefaultSignInsPerAddress {
+			want = http.StatusTooManyRequests
+		}
+		if resp.StatusCode != want || (want == http.StatusTooManyRequests) != (resp.Header.Get("Retry-After") != "") {
+			t.Fatalf("attempt %d: %d (Retry-After %q), want %d", i, resp.StatusCode, resp.Header.Get("Retry-After"), want)
+		}
+	}
+	metrics := httpGet(t, s.metrics+"/metrics")
+	if !strings.Contains(metrics, `candor_ui_signin_refused_total{reason="address"} 1`) || !strings.Contains(metrics, "candor_ui_password_hashes_waiting 0") {
+		t.Errorf("metrics:\n%s", grepLines(metrics, "candor_ui_"))
+	}
+	if strings.Contains(metrics, "127.0.0.1") {
+		t.Error("the client address reached the metrics")
 	}
 }

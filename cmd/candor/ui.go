@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/candor-en/candor/internal/web"
 	"github.com/candor-en/candor/keyset"
@@ -35,6 +36,9 @@ const uiCleanupInterval = 5 * time.Minute
 type uiParts struct {
 	Accounts  *account.Service
 	uiHandler *ui.Handler
+	// signinRefused counts sign-in attempts refused by the per-address
+	// bound or a full password-hash queue, by reason (never by address).
+	signinRefused *prometheus.CounterVec
 }
 
 // openUI builds the account service (TOTP secrets sealed by the
@@ -63,15 +67,34 @@ func (m *Main) openUI(ctx context.Context) error {
 		return err
 	}
 	m.Accounts, m.uiHandler = accts, h
+	return m.uiMetrics()
+}
+
+// uiMetrics registers the sign-in refusals and the password-hash load.
+func (m *Main) uiMetrics() error {
+	m.signinRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "candor_ui_signin_refused_total",
+		Help: "Web UI sign-in attempts refused before the password check: address (429, over the per-address bound) or busy (503, password-hash queue full).",
+	}, []string{"reason"})
+	hashes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "candor_ui_password_hashes_waiting",
+		Help: "Web UI requests waiting for a password-hash slot; at the queue's bound more are answered 503.",
+	}, func() float64 { _, waiting := m.Accounts.HashLoad(); return float64(waiting) })
+	for _, c := range []prometheus.Collector{m.signinRefused, hashes} {
+		if err := m.Registry.Register(c); err != nil {
+			return fmt.Errorf("ui metrics: %w", err)
+		}
+	}
 	return nil
 }
 
 // registerUI adds the /ui/ routes, with sign-in attempts bounded per
 // client address by the request limiter (set up before it).
 func (m *Main) registerUI(e *echo.Echo) {
-	if m.rateLimiter != nil {
-		m.uiHandler.LimitSignIns(m.rateLimiter, ui.DefaultSignInsPerAddress)
-	}
+	m.uiHandler.LimitSignIns(ui.SignInLimits{
+		Limiter: m.rateLimiter, PerAddress: ui.DefaultSignInsPerAddress,
+		Refused: func(reason string) { m.signinRefused.WithLabelValues(reason).Inc() },
+	})
 	m.uiHandler.Register(e)
 }
 
