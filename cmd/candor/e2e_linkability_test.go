@@ -100,7 +100,7 @@ func TestE2EStoreLinksNoOne(t *testing.T) {
 	err = db.View(func(tx *bbolt.Tx) error {
 		err := tx.Bucket([]byte("verification_codes")).ForEach(func(k, v []byte) error {
 			var c struct {
-				UUID                                           string
+				UUID                                          string
 				ClaimedAt, IssuedAt, ExpiresAt, LongExpiresAt time.Time
 			}
 			var fields map[string]json.RawMessage
