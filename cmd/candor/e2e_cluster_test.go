@@ -112,10 +112,10 @@ func startLocalCluster(t *testing.T) *localCluster {
 	bin := e2eBinary(t)
 	redisServer := redistest.Binary(t)
 	nginx := clusterTool(t, "nginx", "nginx")
-	port := freePortRange(t, 7)
+	port, metricsPort := freePortRange(t, 7), freePortRange(t, 7)
 	c := &localCluster{t: t, bin: bin, dir: t.TempDir(), url: "http://127.0.0.1:" + strconv.Itoa(port), redisPort: freePortRange(t, 1)}
 	c.env = []string{
-		"CLUSTER_DIR=" + c.dir, "CLUSTER_PORT=" + strconv.Itoa(port), "CLUSTER_REDIS_PORT=" + strconv.Itoa(c.redisPort),
+		"CLUSTER_DIR=" + c.dir, "CLUSTER_PORT=" + strconv.Itoa(port), "CLUSTER_METRICS_PORT=" + strconv.Itoa(metricsPort), "CLUSTER_REDIS_PORT=" + strconv.Itoa(c.redisPort),
 		"CLUSTER_BIN=" + bin, "REDIS_SERVER=" + redisServer, "NGINX_BIN=" + nginx,
 		// The test's load comes from one address.
 		"CANDOR_RATE_LIMIT_PER_ADDRESS=0",

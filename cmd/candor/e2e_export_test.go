@@ -249,7 +249,7 @@ func TestE2EExport(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	metrics := httpGet(t, s.url+"/metrics")
+	metrics := httpGet(t, s.metrics+"/metrics")
 	if !strings.Contains(metrics, `candor_export_files_written_total{root="e2e"} 2`) || !strings.Contains(metrics, `candor_export_index_files{root="e2e"} 2`) {
 		t.Errorf("export metrics:\n%s", grepLines(metrics, "candor_export"))
 	}

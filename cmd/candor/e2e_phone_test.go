@@ -313,7 +313,7 @@ func TestE2EPhoneRevision(t *testing.T) {
 	var cfg Config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfg.flags(fs)
-	if err := fs.Parse([]string{"--data", data, "--addr", "127.0.0.1:0", "--log-level", "warn", "--export-interval", "1h"}); err != nil {
+	if err := fs.Parse([]string{"--data", data, "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--log-level", "warn", "--export-interval", "1h"}); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Now = clock.Now

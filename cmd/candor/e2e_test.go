@@ -84,13 +84,15 @@ func e2eBinary(t *testing.T) string {
 
 // e2eServer is a running `candor serve`.
 type e2eServer struct {
-	t      *testing.T
-	bin    string
-	data   string
-	url    string
-	cmd    *exec.Cmd
-	stderr *lockedBuffer
-	stdout *lockedBuffer
+	t    *testing.T
+	bin  string
+	data string
+	url  string
+	// metrics is the base URL of the operator's metrics listener.
+	metrics string
+	cmd     *exec.Cmd
+	stderr  *lockedBuffer
+	stdout  *lockedBuffer
 	// exited is closed when the process has exited; waitErr is then its result.
 	exited  chan struct{}
 	waitErr error
@@ -131,9 +133,9 @@ func startE2EServer(t *testing.T, dir string, extra ...string) *e2eServer {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	addr := freeAddr(t)
-	s := &e2eServer{t: t, bin: bin, data: dir, url: "http://" + addr, stderr: &lockedBuffer{}, stdout: &lockedBuffer{}, exited: make(chan struct{})}
-	args := append([]string{"serve", "--data", dir, "--addr", addr, "--log-level", "debug"}, extra...)
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	s := &e2eServer{t: t, bin: bin, data: dir, url: "http://" + addr, metrics: "http://" + metricsAddr, stderr: &lockedBuffer{}, stdout: &lockedBuffer{}, exited: make(chan struct{})}
+	args := append([]string{"serve", "--data", dir, "--addr", addr, "--metrics-addr", metricsAddr, "--log-level", "debug"}, extra...)
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
 	if err := s.cmd.Start(); err != nil {
@@ -318,7 +320,7 @@ func TestE2EPublish(t *testing.T) {
 	if status, body := s.postJSON(api.PublishPath, a.publish(t, more, api.ReportTypeConfirmed, ""), nil); status != 200 {
 		t.Fatalf("publish before kill: %d %s", status, body)
 	}
-	metrics := httpGet(t, s.url+"/metrics")
+	metrics := httpGet(t, s.metrics+"/metrics")
 	s.stop(syscall.SIGKILL)
 	logs := s.stderr.String()
 

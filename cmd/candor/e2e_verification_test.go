@@ -252,7 +252,7 @@ func TestE2EVerification(t *testing.T) {
 	}
 
 	// Nothing secret reached the logs or metrics.
-	metrics := httpGet(t, s.url+"/metrics")
+	metrics := httpGet(t, s.metrics+"/metrics")
 	if !strings.Contains(metrics, `candor_verification_requests_total{endpoint="verify",outcome="ok"}`) {
 		t.Errorf("no verification metrics:\n%s", grepLines(metrics, "verification"))
 	}
@@ -323,7 +323,7 @@ func BenchmarkVerificationFlow(b *testing.B) {
 	if url == "" || data == "" {
 		data = filepath.Join(dir, "data")
 		addr := freeAddrB(b)
-		cmd := exec.Command(bin, "serve", "--data", data, "--addr", addr, "--log-level", "warn")
+		cmd := exec.Command(bin, "serve", "--data", data, "--addr", addr, "--metrics-addr", "127.0.0.1:0", "--log-level", "warn")
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 		if err := cmd.Start(); err != nil {

@@ -254,7 +254,7 @@ func spawnServer(ctx context.Context, dir string) (stop func(), url string, err 
 	// The load comes from one address with one pair of API keys: lift the
 	// request rate limits (the server takes everything else, such as
 	// --store, from CANDOR_* variables).
-	cmd := exec.Command(exe, "serve", "--data", dir, "--addr", addr, "--log-level", "warn",
+	cmd := exec.Command(exe, "serve", "--data", dir, "--addr", addr, "--metrics-addr", "127.0.0.1:0", "--log-level", "warn",
 		"--rate-limit-per-address", "0", "--rate-limit-per-device-key", "0", "--rate-limit-per-admin-key", "0")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()

@@ -259,6 +259,9 @@ func callDirect(ctx context.Context, dataDir, store, masterKey, name string, bod
 	}
 	cfg := Config{DataDir: dataDir, MasterKeyFile: masterKey, LogLevel: "warn", LogFormat: "text"}
 	cfg.Store = store
+	// A command run before any server creates the log: with the origin the
+	// server would give it.
+	cfg.PublicURL, cfg.TlogOrigin = os.Getenv(envName("public-url")), os.Getenv(envName("tlog-origin"))
 	if store != "" && store != DefaultStore {
 		// The log of a shared store is the log process's: events of this
 		// command reach it through the outbox.

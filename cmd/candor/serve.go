@@ -30,8 +30,12 @@ import (
 // Config is the configuration of `candor serve`. Every field has a flag and
 // a CANDOR_* environment variable; `candor serve --help` prints them.
 type Config struct {
-	DataDir       string
-	Addr          string
+	DataDir string
+	Addr    string
+	// MetricsAddr is where /metrics is served, apart from the public port:
+	// counters of decoys and keys read before and after an upload would
+	// tell an observer what it carried. Empty: no metrics listener.
+	MetricsAddr   string
 	MasterKeyFile string
 	LogLevel      string
 	LogFormat     string
@@ -53,6 +57,7 @@ type Config struct {
 const (
 	DefaultDataDir             = "./data"
 	DefaultAddr                = "127.0.0.1:8080"
+	DefaultMetricsAddr         = "127.0.0.1:9464"
 	DefaultShutdownTimeout     = 30 * time.Second
 	DefaultJWKSInterval        = 5 * time.Minute
 	DefaultRevisionKeyRotation = 7 * 24 * time.Hour
@@ -61,6 +66,7 @@ const (
 func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data", DefaultDataDir, "data directory: the store, keys and export files")
 	fs.StringVar(&c.Addr, "addr", DefaultAddr, "HTTP listen address host:port")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", DefaultMetricsAddr, "listen address host:port of /metrics (Prometheus), for the operator's scraper only: never the public port, never routed by the proxy (\"\": none)")
 	fs.StringVar(&c.MasterKeyFile, "master-key", "", "master key file encrypting every keyset (default <data>/master.key, created 0600 on first start)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
@@ -115,9 +121,14 @@ type Main struct {
 	exportParts
 	transparencyParts
 
-	http  *web.Server
-	admin *web.Server
-	wg    sync.WaitGroup
+	http    *web.Server
+	metrics *web.Server
+	admin   *web.Server
+	ready   readiness
+	// newLog is set when this process created the transparency log, and
+	// with it the log's permanent origin.
+	newLog bool
+	wg     sync.WaitGroup
 }
 
 // NewMain returns a Main for cfg logging to logOut.
@@ -145,7 +156,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return err
 	}
 	e.GET("/health", m.health)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})))
+	e.GET("/ready", m.serveReady)
 	if m.runs(RoleKeyServer) {
 		keyserver.NewHandler(m.Publisher, m.Log, m.Registry).Register(e)
 	}
@@ -163,6 +174,13 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.http, err = web.Listen(m.Config.Addr, e); err != nil {
 		return err
 	}
+	if m.Config.MetricsAddr != "" {
+		me := web.NewEcho(m.Log, nil)
+		me.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})))
+		if m.metrics, err = web.Listen(m.Config.MetricsAddr, me); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+	}
 	return m.openAdminSocket()
 }
 
@@ -172,6 +190,9 @@ func (m *Main) OpenServices(ctx context.Context) (err error) {
 	cfg := &m.Config
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return err
 	}
 	if cfg.MasterKeyFile == "" {
 		cfg.MasterKeyFile = filepath.Join(cfg.DataDir, "master.key")
@@ -247,6 +268,9 @@ func (m *Main) openAdminSocket() error {
 		}
 	}
 	_ = os.Remove(sock) // a stale socket of a previous run; the store lock (or checkSocketFree) proves none runs now
+	// The socket appears with the mode the umask gives it: the data
+	// directory, which OpenServices checked is its owner's alone, keeps
+	// others out until the chmod below.
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return fmt.Errorf("admin socket: %w", err)
@@ -263,8 +287,38 @@ func (m *Main) openAdminSocket() error {
 	return nil
 }
 
+// health answers liveness: the process serves HTTP. Whether it can serve
+// its roles now is /ready.
 func (m *Main) health(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// checkDataDir refuses a data directory that other users can enter: it
+// holds the store, the master key by default, the operator socket (whose
+// only authentication is that nobody else can reach it) and the log.
+func checkDataDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("data dir %s is not a directory", dir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("data dir %s has mode %04o: other users can reach the store, keys and operator socket in it; run `chmod 700 %s` as its owner (Candor creates a new data directory 0700)", dir, perm, dir)
+	}
+	return nil
+}
+
+// originSource says where a new log's origin came from.
+func originSource(cfg Config) string {
+	switch {
+	case cfg.TlogOrigin != "":
+		return "--tlog-origin"
+	case cfg.PublicURL != "":
+		return "the host of --public-url"
+	}
+	return "no --public-url was given: a public deployment sets it before its first start"
 }
 
 // URL is the base URL of the HTTP server.
@@ -273,9 +327,14 @@ func (m *Main) URL() string { return "http://" + m.http.Addr().String() }
 // Run serves until ctx is cancelled, then shuts down gracefully: in-flight
 // requests finish, background work stops, the store closes.
 func (m *Main) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
-	go func() { errc <- m.http.Run() }()
-	go func() { errc <- m.admin.Run() }()
+	servers := []*web.Server{m.http, m.admin}
+	if m.metrics != nil {
+		servers = append(servers, m.metrics)
+	}
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() { errc <- s.Run() }()
+	}
 	m.background(ctx)
 
 	var runErr error
@@ -286,7 +345,10 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 	defer cancel()
-	err := errors.Join(runErr, m.http.Shutdown(sctx), m.admin.Shutdown(sctx))
+	err := runErr
+	for _, s := range servers {
+		err = errors.Join(err, s.Shutdown(sctx))
+	}
 	m.wg.Wait()
 	return err
 }
@@ -364,7 +426,7 @@ func (m *Main) Close() error {
 
 func runServe(ctx context.Context, args []string, io IO) error {
 	var cfg Config
-	fs := newFlagSet("serve [flags]", "Run Candor: every role (key server, verification, exporter, transparency log), health and metrics on one port, with embedded storage in --data. To scale out, share state in Redis (--store) and run roles separately (--roles); see docs/SCALING.md.", io.Err)
+	fs := newFlagSet("serve [flags]", "Run Candor: every role (key server, verification, exporter, transparency log) and /health, /ready on one port, /metrics on --metrics-addr, with embedded storage in --data. To scale out, share state in Redis (--store) and run roles separately (--roles); see docs/SCALING.md.", io.Err)
 	cfg.flags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -394,6 +456,9 @@ func runServe(ctx context.Context, args []string, io IO) error {
 	if err != nil {
 		return err
 	}
+	if m.newLog {
+		fmt.Fprintf(io.Out, "First start: created the transparency log with the origin %s (%s); it names the log for good.\n", m.DataLog.Origin(), originSource(m.Config))
+	}
 	u := m.URL()
 	fmt.Fprintf(io.Out, "Candor is running (data in %s, store %s, roles %s)\n", m.Config.DataDir, m.storeName(), strings.Join(m.roles, ","))
 	fmt.Fprintf(io.Out, "  key server publish:    %s/v1/publish\n", u)
@@ -403,7 +468,10 @@ func runServe(ctx context.Context, args []string, io IO) error {
 	fmt.Fprintf(io.Out, "  transparency log:      %s/log/checkpoint\n", u)
 	fmt.Fprintf(io.Out, "  transparency page:     %s/transparency\n", u)
 	fmt.Fprintf(io.Out, "  health-worker UI:      %s/ui/\n", u)
-	fmt.Fprintf(io.Out, "  health, metrics:       %s/health, %s/metrics\n", u, u)
+	fmt.Fprintf(io.Out, "  health, readiness:     %s/health, %s/ready\n", u, u)
+	if m.metrics != nil {
+		fmt.Fprintf(io.Out, "  metrics (operator):    http://%s/metrics\n", m.metrics.Addr())
+	}
 	fmt.Fprintf(io.Out, "  operator socket:       %s\n", filepath.Join(m.Config.DataDir, AdminSocketName))
 	return m.Run(ctx)
 }

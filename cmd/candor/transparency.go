@@ -29,7 +29,7 @@ import (
 type TransparencyConfig struct {
 	// TlogOrigin names the log in its checkpoints; empty keeps the stored
 	// origin, or makes "<host>/candor/data-use/v1" for a new log (host of
-	// --public-url, else the host name).
+	// --public-url, else localhost).
 	TlogOrigin string
 	// TlogBatchMaxAge, TlogBatchMaxSize and TlogCheckpointInterval tune how
 	// entries are written and checkpoints published.
@@ -49,7 +49,7 @@ const (
 )
 
 func (c *TransparencyConfig) transparencyFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.TlogOrigin, "tlog-origin", "", "origin of the transparency log's checkpoints; fixed when the log is created (default <host>/candor/data-use/v1, host of --public-url or this machine)")
+	fs.StringVar(&c.TlogOrigin, "tlog-origin", "", "origin of the transparency log's checkpoints; fixed when the log is created (default <host>/candor/data-use/v1, host of --public-url, else localhost)")
 	fs.DurationVar(&c.TlogBatchMaxAge, "tlog-batch-max-age", transparency.DefaultBatchMaxAge, "how long a log entry waits to be written with others")
 	fs.UintVar(&c.TlogBatchMaxSize, "tlog-batch-max-size", transparency.DefaultBatchMaxSize, "most log entries written together")
 	fs.DurationVar(&c.TlogCheckpointInterval, "tlog-checkpoint-interval", transparency.DefaultCheckpointInterval, "how often a new log checkpoint may be published while the log grows (at least 100ms)")
@@ -73,10 +73,13 @@ type transparencyParts struct {
 // the store.
 func (m *Main) openTransparency(ctx context.Context) error {
 	cfg := &m.Config
-	host := ""
+	// The origin is public and permanent: never this machine's name.
+	host := "localhost"
 	if u, err := url.Parse(cfg.PublicURL); err == nil && cfg.PublicURL != "" {
 		host = u.Hostname()
 	}
+	_, kerr := m.DB.LoadKeyset(ctx, transparency.DefaultKeyName)
+	m.newLog = errors.Is(kerr, keyset.ErrNotFound)
 	l, err := transparency.Open(ctx, transparency.Options{
 		Dir:                filepath.Join(cfg.DataDir, LogDirName),
 		Origin:             cfg.TlogOrigin,
