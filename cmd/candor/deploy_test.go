@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +20,8 @@ import (
 // The deployment files in deploy/ are parsed, and every flag and CANDOR_*
 // variable they give `candor serve` must exist in `candor serve --help`;
 // every Candor metric the alerts and the dashboard use must exist in the
-// code.
+// code; metrics are scraped from the metrics listener, never the public
+// port; readiness probes ask /ready; no proxy keeps an access log.
 
 const deployDir = "../../deploy"
 
@@ -138,6 +141,9 @@ func TestDeployFiles(t *testing.T) {
 			if base == "alerts.yml" {
 				ruleFiles++
 				checkAlerts(t, rel, docs)
+			}
+			if base == "prometheus.yml" {
+				checkScrapeTargets(t, rel, src)
 			}
 			if strings.HasPrefix(rel, "kubernetes/") {
 				checkKubernetes(t, rel, docs)
@@ -298,23 +304,41 @@ func metricDefined(t *testing.T, name string) bool {
 	return bytes.Contains(goSources(), []byte(`"`+name+`"`))
 }
 
-// checkKubernetes: every Deployment probes /health and sets resources.
+// checkKubernetes: every Deployment probes liveness on /health and
+// readiness on /ready, has Prometheus scrape its metrics port (not the
+// public one) and sets resources; every Ingress keeps no access log.
 func checkKubernetes(t *testing.T, rel string, docs []any) {
 	t.Helper()
 	for _, d := range docs {
 		m, ok := d.(map[string]any)
+		if ok && m["kind"] == "Ingress" {
+			ann, _ := m["metadata"].(map[string]any)["annotations"].(map[string]any)
+			if ann["nginx.ingress.kubernetes.io/enable-access-log"] != "false" {
+				t.Errorf("%s: the ingress keeps access logs (client addresses, /v?c= codes): set nginx.ingress.kubernetes.io/enable-access-log: \"false\"", rel)
+			}
+		}
 		if !ok || m["kind"] != "Deployment" {
 			continue
 		}
-		spec := m["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
+		tmpl := m["spec"].(map[string]any)["template"].(map[string]any)
+		spec := tmpl["spec"].(map[string]any)
+		ann, _ := tmpl["metadata"].(map[string]any)["annotations"].(map[string]any)
 		for _, c := range spec["containers"].([]any) {
 			c := c.(map[string]any)
-			for _, probe := range []string{"readinessProbe", "livenessProbe"} {
+			for probe, path := range map[string]string{"readinessProbe": "/ready", "livenessProbe": "/health"} {
 				p, _ := c[probe].(map[string]any)
 				get, _ := p["httpGet"].(map[string]any)
-				if get["path"] != "/health" {
-					t.Errorf("%s: container %v: %s does not GET /health", rel, c["name"], probe)
+				if get["path"] != path {
+					t.Errorf("%s: container %v: %s does not GET %s", rel, c["name"], probe, path)
 				}
+			}
+			ports := map[string]string{}
+			for _, p := range c["ports"].([]any) {
+				p := p.(map[string]any)
+				ports[fmt.Sprint(p["name"])] = fmt.Sprint(p["containerPort"])
+			}
+			if ports["metrics"] == "" || ann["prometheus.io/port"] != ports["metrics"] || ports["metrics"] == ports["http"] {
+				t.Errorf("%s: container %v: Prometheus scrapes port %v, want its own metrics port (%v), not the public one (%v)", rel, c["name"], ann["prometheus.io/port"], ports["metrics"], ports["http"])
 			}
 			res, _ := c["resources"].(map[string]any)
 			if res["requests"] == nil || res["limits"] == nil {
@@ -353,8 +377,38 @@ func checkUnit(t *testing.T, rel, src string) {
 	}
 }
 
-// checkConf: nginx configurations balance their braces and end statements
-// with ";"; Redis configurations are directive lines, with AOF on.
+// checkScrapeTargets: the candor job scrapes the local cluster's metrics
+// ports (deploy/local/cluster.sh), never its public ones.
+func checkScrapeTargets(t *testing.T, rel, src string) {
+	t.Helper()
+	script, err := os.ReadFile(filepath.Join(deployDir, "local", "cluster.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := regexp.MustCompile(`CLUSTER_PORT:-(\d+)`).FindSubmatch(script)
+	metrics := regexp.MustCompile(`CLUSTER_METRICS_PORT:-(\d+)`).FindSubmatch(script)
+	if public == nil || metrics == nil {
+		t.Fatalf("deploy/local/cluster.sh: no CLUSTER_PORT or CLUSTER_METRICS_PORT default")
+	}
+	p, _ := strconv.Atoi(string(public[1]))
+	mp, _ := strconv.Atoi(string(metrics[1]))
+	var want []string
+	for i := 1; i <= 6; i++ {
+		want = append(want, fmt.Sprintf("127.0.0.1:%d", mp+i))
+		if strings.Contains(src, fmt.Sprintf("127.0.0.1:%d", p+i)) {
+			t.Errorf("%s: scrapes the public port %d", rel, p+i)
+		}
+	}
+	for _, w := range want {
+		if !strings.Contains(src, `"`+w+`"`) {
+			t.Errorf("%s: does not scrape the cluster's metrics listener %s", rel, w)
+		}
+	}
+}
+
+// checkConf: nginx configurations balance their braces, end statements with
+// ";" and keep no access log; Redis configurations are directive lines,
+// with AOF on.
 func checkConf(t *testing.T, rel, src string) {
 	t.Helper()
 	if strings.Contains(rel, "redis") {
@@ -390,5 +444,8 @@ func checkConf(t *testing.T, rel, src string) {
 	}
 	if depth != 0 {
 		t.Errorf("%s: unbalanced braces", rel)
+	}
+	if !strings.Contains(src, "access_log off;") {
+		t.Errorf("%s: nginx keeps an access log (client addresses, /v?c= codes)", rel)
 	}
 }

@@ -8,6 +8,9 @@
 #   log                     127.0.0.1:$PORT+6       --roles log (the only transparency log writer)
 #   nginx                   127.0.0.1:$PORT         the reverse proxy phones and health workers use
 #
+# Each Candor process serves /metrics on its own port, 127.0.0.1:$METRICS_PORT+1 … +6
+# (deploy/prometheus/prometheus.yml scrapes them), never through nginx.
+#
 # Usage: deploy/local/cluster.sh start|stop|status|kill NAME
 #   start   start everything (a fresh cluster, or the existing one again)
 #   stop    stop everything (SIGTERM: in-flight requests finish)
@@ -15,7 +18,7 @@
 #   kill    SIGKILL one process, e.g. `kill keyserver-1`
 #
 # Environment: CLUSTER_DIR (default ./cluster), CLUSTER_PORT (8090),
-# CLUSTER_REDIS_PORT (6390), CLUSTER_BIN (bin/candor), REDIS_SERVER
+# CLUSTER_METRICS_PORT (9470), CLUSTER_REDIS_PORT (6390), CLUSTER_BIN (bin/candor), REDIS_SERVER
 # (redis-server), NGINX_BIN (nginx). Operator commands go to a replica's socket:
 #   bin/candor admin realm list --data cluster/verification-1
 set -euo pipefail
@@ -23,6 +26,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DIR=${CLUSTER_DIR:-$ROOT/cluster}
 PORT=${CLUSTER_PORT:-8090}
+METRICS_PORT=${CLUSTER_METRICS_PORT:-9470}
 REDIS_PORT=${CLUSTER_REDIS_PORT:-6390}
 BIN=${CLUSTER_BIN:-$ROOT/bin/candor}
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
@@ -91,15 +95,18 @@ redis_ok() {
 
 start_candor() { # name offset roles
   local name=$1 port=$((PORT + $2)) roles=$3
+  # Candor refuses a data directory other users can enter.
   mkdir -p "$DIR/$name"
+  chmod 700 "$DIR/$name"
   if alive "$DIR/$name/pid"; then return; fi
   # One master key for all (the first process creates it); every process
   # its own data directory (operator socket, export files, log).
   CANDOR_STORE=$STORE "$BIN" serve --data "$DIR/$name" --addr "127.0.0.1:$port" --roles "$roles" \
+    --metrics-addr "127.0.0.1:$((METRICS_PORT + $2))" \
     --master-key "$DIR/master.key" --public-url "$PUBLIC" --trusted-proxies 127.0.0.1/32 \
     --log-format json </dev/null >>"$DIR/$name/stdout.log" 2>>"$DIR/$name/stderr.log" &
   echo $! >"$DIR/$name/pid"
-  wait_for "$name" http_ok "$port" /health
+  wait_for "$name" http_ok "$port" /ready
 }
 
 start_nginx() {
@@ -172,7 +179,11 @@ cmd_status() {
   for p in "${PROCESSES[@]}"; do
     set -- $p
     state=down
-    if alive "$DIR/$1/pid"; then state=running; http_ok $((PORT + $2)) /health && state=healthy; fi
+    if alive "$DIR/$1/pid"; then
+      state=running
+      http_ok $((PORT + $2)) /health && state=live
+      http_ok $((PORT + $2)) /ready && state=ready
+    fi
     printf '%-16s %-8s %-22s %s (%s)\n' "$1" "$(cat "$DIR/$1/pid" 2>/dev/null || echo -)" "127.0.0.1:$((PORT + $2))" "$state" "$3"
   done
   state=down; alive "$DIR/redis/pid" && state=running
