@@ -531,7 +531,7 @@ func startClockServer(t *testing.T, start time.Time) *e2eServer {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfg.flags(fs)
 	dir, addr := t.TempDir(), freeAddr(t)
-	if err := fs.Parse([]string{"--data", dir, "--addr", addr}); err != nil {
+	if err := fs.Parse([]string{"--data", dir, "--addr", addr, "--metrics-addr", "127.0.0.1:0"}); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Now = func() time.Time { return time.Now().Add(offset) }
