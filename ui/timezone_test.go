@@ -47,6 +47,9 @@ func TestIssueInTheUsersTimeZone(t *testing.T) {
 			if st != 200 || !strings.Contains(page, "<h1>Your time zone</h1>") || !strings.Contains(page, `name="next" value="/ui/issue"`) {
 				t.Fatalf("first issue page: %d, want the time-zone question\n%s", st, page)
 			}
+			if !strings.Contains(page, `<span class="no-js-hint">This page could not read your device's time zone`) {
+				t.Error("the time-zone question does not say, without its script, that the device's zone is unknown")
+			}
 			// Names that are not a zone of the world are refused.
 			for _, bad := range []string{"", "Local", "Mars/Olympus", "../../etc/passwd"} {
 				if st, page := b.post("/ui/account/timezone", url.Values{"timezone": {bad}, "next": {"/ui/issue"}}); st != 400 || !strings.Contains(page, `id="tz-error"`) {

@@ -664,6 +664,17 @@ func TestE2EUITimeZones(t *testing.T) {
 			if v.TestDate != tc.local || v.SymptomDate != symptoms {
 				t.Errorf("stored dates: test %s, symptoms %s; want %s and %s", v.TestDate, v.SymptomDate, tc.local, symptoms)
 			}
+
+			// The device moved to another zone: the form says so, and still
+			// offers the account zone's date.
+			b.setZone("Europe/Berlin")
+			b.open("/ui/issue")
+			if w := b.text("#zone-mismatch"); !strings.Contains(w, "Europe/Berlin") || !strings.Contains(w, tc.zone) {
+				t.Errorf("warning of a device in another zone: %q", w)
+			}
+			if d := evalJS[string](b, `document.getElementById('testDate').value`); d != tc.local {
+				t.Errorf("test date %s after the device moved, want %s", d, tc.local)
+			}
 		})
 	}
 }
