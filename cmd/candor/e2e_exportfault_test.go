@@ -3,9 +3,16 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,4 +99,53 @@ func TestE2EExportFaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// damagingCDN is a caching layer in front of a server that passes
+// everything through, except that while damage is set it changes the body
+// of every zip: what a phone behind a faulty CDN or disk would get, now
+// that the server itself never serves a damaged file.
+type damagingCDN struct {
+	url string
+	mu  sync.Mutex
+	fn  func([]byte) []byte
+}
+
+func newDamagingCDN(t *testing.T, origin string) *damagingCDN {
+	t.Helper()
+	u, err := url.Parse(origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &damagingCDN{}
+	p := httputil.NewSingleHostReverseProxy(u)
+	p.ModifyResponse = func(resp *http.Response) error {
+		d.mu.Lock()
+		fn := d.fn
+		d.mu.Unlock()
+		if fn == nil || resp.StatusCode != 200 || !strings.HasSuffix(resp.Request.URL.Path, ".zip") {
+			return nil
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		b = fn(b)
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		resp.ContentLength = int64(len(b))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		return nil
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	d.url = srv.URL
+	return d
+}
+
+// damage makes the CDN change zips with fn (nil: pass them through).
+func (d *damagingCDN) damage(fn func([]byte) []byte) {
+	d.mu.Lock()
+	d.fn = fn
+	d.mu.Unlock()
 }

@@ -116,8 +116,14 @@ func TestE2EPhoneJourney(t *testing.T) {
 	}
 
 	now := time.Now().UTC()
+	// D downloads through a CDN that can damage files on their way.
+	cdn := newDamagingCDN(t, s.url)
 	for _, p := range []string{"a", "b", "c", "d"} {
-		out := phone("keys", "--state", state(p), "--server", s.url, "--api-key", ha.deviceKey, "--app", pjApp, "--exports-root", pjRoot)
+		server := s.url
+		if p == "d" {
+			server = cdn.url
+		}
+		out := phone("keys", "--state", state(p), "--server", server, "--api-key", ha.deviceKey, "--app", pjApp, "--exports-root", pjRoot)
 		if !strings.Contains(out, "14 daily keys") {
 			t.Fatalf("keys: %s", out)
 		}
@@ -196,28 +202,24 @@ func TestE2EPhoneJourney(t *testing.T) {
 		t.Errorf("a second revision: %v", err)
 	}
 
-	// Bad files: D's sync refuses a truncated zip and says so; with the
-	// wrong pinned key, it refuses the signature.
+	// Bad files (the server never serves them; a CDN may): D's sync
+	// refuses a truncated zip and says so; with the wrong pinned key, it
+	// refuses the signature.
 	names, err := c.Index(context.Background(), pjRoot)
 	if err != nil || len(names) != 1 {
 		t.Fatalf("index: %v, %v", names, err)
 	}
-	zipPath := filepath.Join(s.data, ExportsDirName, names[0])
-	good, err := os.ReadFile(zipPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(zipPath, good[:len(good)/2], 0o644)
+	cdn.damage(func(b []byte) []byte { return b[:len(b)/2] })
 	_, err = s.run("phone", "sync", "--state", state("d"), "--trust-server-keys")
 	if err == nil || !strings.Contains(err.Error(), "truncated or not a zip file") {
 		t.Errorf("truncated file: %v", err)
 	}
-	os.WriteFile(zipPath, phoneJourneyBadHeader(t, good), 0o644)
+	cdn.damage(func(b []byte) []byte { return phoneJourneyBadHeader(t, b) })
 	_, err = s.run("phone", "sync", "--state", state("d"))
 	if err == nil || !strings.Contains(err.Error(), "wrong export.bin header") {
 		t.Errorf("wrong header: %v", err)
 	}
-	os.WriteFile(zipPath, good, 0o644)
+	cdn.damage(nil)
 	wrongKey := filepath.Join(dir, "other.pem")
 	os.WriteFile(wrongKey, []byte(phoneJourneyOtherKey(t)), 0o600)
 	for p, pin := range map[string]string{"e": "310/v1", "f": "311/v1"} {
