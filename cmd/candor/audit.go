@@ -21,13 +21,14 @@ func runAudit(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("audit --log URL [--exports URL]... [--key KEY] [--state FILE] [--json]",
 		"Audit a Candor server from the outside: verify its transparency log's checkpoint signature and its\n"+
 			"consistency with the checkpoint of the previous run (--state), rebuild the Merkle tree from every entry,\n"+
-			"and check that every export file listed in index.txt is logged with the same SHA-256 and verifies with a\n"+
-			"logged signing key, and that nothing older than the retention period is still listed or served.\n"+
+			"and check that every root roots.txt lists is logged, that every export file listed in index.txt (byte for\n"+
+			"byte) is logged with the same SHA-256 and verifies with a logged signing key, and that nothing older than\n"+
+			"the retention period is still listed or served.\n"+
 			"Prints a table (or JSON) and exits non-zero when a check fails.", io.Err)
 	var cfg audit.Config
 	var exports stringList
 	fs.StringVar(&cfg.LogURL, "log", "", "base URL of the log, e.g. https://example.org/log/")
-	fs.Var(&exports, "exports", "export files to check: a base URL (https://example.org/exports/, roots taken from the log) or an index URL (…/exports/<root>/index.txt); repeatable")
+	fs.Var(&exports, "exports", "export files to check: a base URL (https://example.org/exports/, roots from its roots.txt and the log) or an index URL (…/exports/<root>/index.txt); repeatable")
 	key := fs.String("key", "", "the log's public key, <origin>+<hash>+<base64> as /transparency/key serves it, or a file holding it (default: the one in --state)")
 	fs.StringVar(&cfg.StatePath, "state", "", "file remembering the last verified checkpoint, for the consistency check (created when missing)")
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
