@@ -61,8 +61,14 @@ type publishReq struct {
 // maxPublishBatch bounds how many publishes share one transaction.
 const maxPublishBatch = 1024
 
-// loadIndex builds the in-memory key index from the exposures bucket.
+// loadIndex builds the in-memory key index from the exposures bucket,
+// after moving exposures of the old layout to random locations.
 func (d *DB) loadIndex() error {
+	if !d.db.IsReadOnly() {
+		if err := d.rekeySequential(); err != nil {
+			return err
+		}
+	}
 	d.index = make(map[keyBytes]location)
 	return d.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketExposures).ForEach(func(k, v []byte) error {
@@ -75,6 +81,60 @@ func (d *DB) loadIndex() error {
 			return nil
 		})
 	})
+}
+
+// sequential reports whether l is a location of the layout before random
+// IDs, (created, sequence number): a sequence number is below 2^40, a
+// random half is so with probability 2^-24 (and is then merely moved again).
+func sequential(l []byte) bool {
+	return len(l) == locLen && binary.BigEndian.Uint64(l[8:]) < 1<<40
+}
+
+// rekeySequential moves every exposure stored under a sequential location
+// to a random one (and its revision entry with it), in bounded
+// transactions, so that a file written before random IDs loses its upload
+// order too. It runs on Open; afterwards it finds nothing to do.
+func (d *DB) rekeySequential() error {
+	var old [][]byte
+	err := d.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketExposures).ForEach(func(k, _ []byte) error {
+			if sequential(k) {
+				old = append(old, bytes.Clone(k))
+			}
+			return nil
+		})
+	})
+	const chunk = 10000
+	for len(old) > 0 && err == nil {
+		n := min(chunk, len(old))
+		err = d.db.Update(func(tx *bbolt.Tx) error {
+			b, revised := tx.Bucket(bucketExposures), tx.Bucket(bucketExposuresRevised)
+			for _, k := range old[:n] {
+				v := bytes.Clone(b.Get(k))
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+				loc := newLocation(b, time.Unix(int64(binary.BigEndian.Uint64(k[:8])), 0))
+				if err := b.Put(loc[:], v); err != nil {
+					return err
+				}
+				if e, err := decodeExposure(v); err == nil && e.Revised {
+					if err := revised.Delete(timeKey(e.RevisedAt, k)); err != nil {
+						return err
+					}
+					if err := revised.Put(timeKey(e.RevisedAt, loc[:]), nil); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		old = old[n:]
+	}
+	if err != nil {
+		return fmt.Errorf("move exposures to random locations: %w", err)
+	}
+	return nil
 }
 
 // writeLoop is the single writer of exposures: it takes every publish that

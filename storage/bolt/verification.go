@@ -748,11 +748,14 @@ func (s *VerificationStore) ClaimToken(ctx context.Context, realm, jti string, e
 		return err
 	}
 	key := nanoKey(verification.CoarseTimeAfter(expires), realmKey(realm, []byte(jti)))
+	// Tokens used before expiries were rounded are keyed by their exact
+	// expiry; such entries are gone one token lifetime after the upgrade.
+	exact := nanoKey(expires, realmKey(realm, []byte(jti)))
 	var outcome error
 	err := s.group.update(s.db, func(tx *bbolt.Tx) error {
 		outcome = nil
 		used := tx.Bucket(bucketVerTokensUsed)
-		if used.Get(key) != nil {
+		if used.Get(key) != nil || used.Get(exact) != nil {
 			outcome = verification.ErrUsed
 			return nil
 		}
