@@ -87,7 +87,7 @@ func explanations() map[string]string {
 		api.ErrUnparsableRequest:   "the verification server could not read the request",
 		api.ErrInternal:            "the verification server failed; try again later",
 		api.ErrUnauthorized:        "the API key is missing, unknown, revoked, or of the wrong kind (device keys verify codes, admin keys issue them)",
-		api.ErrRateLimited:         "too many wrong codes were tried with this API key; wait before trying again",
+		api.ErrRateLimited:         "too many requests or wrong codes from this address, or with this app's API key; wait before trying again",
 		api.ErrVerifyCodeInvalid:   "the verification code is wrong or was already used; check it, or ask for a new one",
 		api.ErrVerifyCodeExpired:   "the verification code has expired; ask the health authority for a new one",
 		api.ErrVerifyCodeNotFound:  "no code with this UUID exists in the realm",

@@ -6,9 +6,13 @@ import (
 	"time"
 )
 
-// FailureLimiter bounds failed code redemptions per API key. Verify reserves
-// an attempt before looking a code up and refunds it unless the attempt
-// failed, so the bound holds however many requests run at once.
+// FailureLimiter bounds failed code redemptions per key. Verify reserves an
+// attempt before looking a code up and refunds it unless the attempt
+// failed, so the bound holds however many requests run at once. The service
+// uses two: one per client (the HMAC of its address under the day's key) in
+// front of a much larger ceiling per API key, so that a client who burns its
+// budget locks out only itself, and many clients together can still make
+// no more guesses than the ceiling.
 type FailureLimiter interface {
 	// Reserve takes one attempt for key; when none is left it returns false
 	// and how long until one is.
@@ -19,10 +23,13 @@ type FailureLimiter interface {
 	MaxFailures(d time.Duration) int
 }
 
-// Defaults of the in-memory AttemptLimiter.
+// Defaults of the failure budget: per client (DefaultFailure*) and the
+// ceiling per API key (DefaultKeyFailure*).
 const (
-	DefaultFailureBurst    = 100
-	DefaultFailureInterval = time.Second
+	DefaultFailureBurst       = 20
+	DefaultFailureInterval    = 10 * time.Second
+	DefaultKeyFailureBurst    = 1000
+	DefaultKeyFailureInterval = time.Second
 )
 
 // AttemptLimiter is the in-memory FailureLimiter of a single process (the
@@ -43,8 +50,8 @@ type bucket struct {
 }
 
 // NewAttemptLimiter returns a limiter allowing burst failed attempts at once
-// and one more every interval; zero values take the defaults. now is the
-// clock (time.Now when nil).
+// and one more every interval; zero values take the per-client defaults.
+// now is the clock (time.Now when nil).
 func NewAttemptLimiter(burst int, interval time.Duration, now func() time.Time) *AttemptLimiter {
 	if burst <= 0 {
 		burst = DefaultFailureBurst
@@ -114,12 +121,16 @@ func (l *AttemptLimiter) Sweep() {
 	}
 }
 
-// BruteForceBound is the guaranteed upper bound on the probability that one
-// API key guesses a given short code of the realm within the code's
-// lifetime: MaxFailures(lifetime) failed guesses and a last successful one
-// among 10^length equally likely codes. With the defaults (8 digits, 15
-// minutes, burst 100, one attempt a second) it is 1,001 / 10^8 ≈ 1.0e-5. The
-// chance of hitting any of N codes valid at once is at most N times that.
+// BruteForceBound is the guaranteed upper bound on the probability that
+// clients holding one API key guess a given short code of the realm within
+// the code's lifetime, however many addresses they use: l is the ceiling
+// per API key, and the bound is MaxFailures(lifetime) failed guesses and a
+// last successful one among 10^length equally likely codes. With the
+// defaults (8 digits, 15 minutes, a ceiling of 1,000 and one attempt a
+// second) it is 1,901 / 10^8 ≈ 1.9e-5; with the per-client limiter as l
+// (20 and one every 10 s) it is the bound for one address: 111 / 10^8 ≈
+// 1.1e-6. The chance of hitting any of N codes valid at once is at most N
+// times that.
 func BruteForceBound(r *Realm, l FailureLimiter) float64 {
 	return float64(l.MaxFailures(r.ShortCodeLifetime)+1) / math.Pow10(r.ShortCodeLength)
 }

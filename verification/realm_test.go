@@ -162,9 +162,16 @@ func TestAttemptLimiterConcurrent(t *testing.T) {
 
 func TestBruteForceBound(t *testing.T) {
 	r := Realm{Name: "x", Region: "X"}.WithDefaults()
-	l := NewAttemptLimiter(0, 0, nil)
-	got := BruteForceBound(&r, l)
-	if got != 1001.0/1e8 {
-		t.Errorf("bound = %g, want 1.001e-5", got)
+	for _, tc := range []struct {
+		name string
+		l    FailureLimiter
+		want float64
+	}{
+		{"one client address", NewAttemptLimiter(DefaultFailureBurst, DefaultFailureInterval, nil), 111.0 / 1e8},
+		{"one API key, any addresses", NewAttemptLimiter(DefaultKeyFailureBurst, DefaultKeyFailureInterval, nil), 1901.0 / 1e8},
+	} {
+		if got := BruteForceBound(&r, tc.l); got != tc.want {
+			t.Errorf("%s: bound = %g, want %g", tc.name, got, tc.want)
+		}
 	}
 }

@@ -46,9 +46,11 @@ type Options struct {
 	// LinkBase returns the public base URL (scheme and host, no trailing
 	// slash) of long-code links: LinkBase() + "/v?c=" + long code.
 	LinkBase func() string
-	// Limiter bounds failed redemptions per API key; an in-memory
-	// AttemptLimiter with the defaults when nil.
-	Limiter FailureLimiter
+	// Limiter bounds failed redemptions per client (Caller.Client), and
+	// KeyLimiter, a much larger ceiling, per API key; in-memory
+	// AttemptLimiters with the defaults when nil.
+	Limiter    FailureLimiter
+	KeyLimiter FailureLimiter
 	// TokenLifetime is how long a verification token is valid (24 h).
 	TokenLifetime time.Duration
 	// MaxDateAgeDays is how far back symptom and test dates may lie (28).
@@ -75,7 +77,10 @@ func (o Options) withDefaults() Options {
 		o.LinkBase = func() string { return "http://127.0.0.1:8080" }
 	}
 	if o.Limiter == nil {
-		o.Limiter = NewAttemptLimiter(0, 0, o.Now)
+		o.Limiter = NewAttemptLimiter(DefaultFailureBurst, DefaultFailureInterval, o.Now)
+	}
+	if o.KeyLimiter == nil {
+		o.KeyLimiter = NewAttemptLimiter(DefaultKeyFailureBurst, DefaultKeyFailureInterval, o.Now)
 	}
 	if o.TokenLifetime <= 0 {
 		o.TokenLifetime = DefaultTokenLifetime
@@ -169,8 +174,11 @@ func New(ctx context.Context, store Store, keys keyset.Store, master tink.AEAD, 
 
 func (s *Service) now() time.Time { return s.opts.Now() }
 
-// Limiter returns the service's failure limiter.
+// Limiter returns the service's failure limiter per client.
 func (s *Service) Limiter() FailureLimiter { return s.opts.Limiter }
+
+// KeyLimiter returns the service's failure ceiling per API key.
+func (s *Service) KeyLimiter() FailureLimiter { return s.opts.KeyLimiter }
 
 // codeHash is the stored form of a code of realm.
 func (s *Service) codeHash(realm, code string) Hash { return keyedHash(s.codeKey, realm, code) }
@@ -305,6 +313,10 @@ func (s *Service) RevokeAPIKey(ctx context.Context, realm, id string) (*APIKey, 
 type Caller struct {
 	Realm *Realm
 	Key   *APIKey
+	// Client identifies the client for the failed-redemption budget: the
+	// HMAC of its address under the day's key, set by the HTTP handler.
+	// Callers without one (in process) count as one client per API key.
+	Client string
 }
 
 // Authenticate returns the caller whose API key secret is secret; the key
@@ -371,6 +383,27 @@ func (s *Service) Verify(ctx context.Context, c *Caller, req *api.VerifyCodeRequ
 	return s.redeem(ctx, c, normalizeCode(req.VerificationCode), accept)
 }
 
+// reserveAttempt takes one attempt from the caller's client budget, then
+// one from its API key's ceiling; refund gives both back.
+func (s *Service) reserveAttempt(c *Caller) (refund func(), err error) {
+	client := "client:" + c.Client
+	if c.Client == "" {
+		client = "client:key:" + c.Key.ID
+	}
+	key := "key:" + c.Key.ID
+	if ok, wait := s.opts.Limiter.Reserve(client); !ok {
+		return nil, &Error{Code: api.ErrRateLimited, Message: "too many failed attempts; try again later", RetryAfter: wait}
+	}
+	if ok, wait := s.opts.KeyLimiter.Reserve(key); !ok {
+		s.opts.Limiter.Refund(client)
+		return nil, &Error{Code: api.ErrRateLimited, Message: "too many failed attempts; try again later", RetryAfter: wait}
+	}
+	return func() {
+		s.opts.Limiter.Refund(client)
+		s.opts.KeyLimiter.Refund(key)
+	}, nil
+}
+
 // redeem looks the code up, signs a token and claims the code. The failure
 // limiter guards the lookup, which is where a guess is tested: an attempt is
 // reserved before it and given back when the code exists, so the bound holds
@@ -380,9 +413,9 @@ func (s *Service) redeem(ctx context.Context, c *Caller, code string, accept Acc
 	r := c.Realm
 	invalid := errorf(api.ErrVerifyCodeInvalid, "the verification code is invalid or was already used")
 	expired := errorf(api.ErrVerifyCodeExpired, "the verification code has expired")
-	ok, wait := s.opts.Limiter.Reserve(c.Key.ID)
-	if !ok {
-		return nil, &Error{Code: api.ErrRateLimited, Message: "too many failed attempts with this API key; try again later", RetryAfter: wait}
+	refund, err := s.reserveAttempt(c)
+	if err != nil {
+		return nil, err
 	}
 	now := s.now()
 	fail := func(e *Error) (*Verified, error) {
@@ -398,13 +431,13 @@ func (s *Service) redeem(ctx context.Context, c *Caller, code string, accept Acc
 		return fail(invalid)
 	}
 	if err != nil {
-		s.opts.Limiter.Refund(c.Key.ID)
+		refund()
 		return nil, internal("finding code", err)
 	}
 	if !now.Before(found.ExpiresFor(kind)) {
 		return fail(expired)
 	}
-	s.opts.Limiter.Refund(c.Key.ID) // a hit: the guess did not fail
+	refund() // a hit: the guess did not fail
 	if !accept.Accepts(found.TestType) {
 		return nil, errorf(api.ErrUnsupportedTestType, "the app does not accept test type %s; it may need an update", found.TestType)
 	}
@@ -778,8 +811,10 @@ func (s *Service) Cleanup(ctx context.Context) (Cleanup, error) {
 	var err1, err2 error
 	res.CodeHashes, res.CodeRecords, err1 = s.store.RemoveExpiredCodes(ctx, now.Add(-s.opts.ExpiredCodeGrace), now.Add(-s.opts.CodeStatusRetention))
 	res.Tokens, err2 = s.store.RemoveExpiredTokens(ctx, now)
-	if l, ok := s.opts.Limiter.(*AttemptLimiter); ok {
-		l.Sweep()
+	for _, l := range []FailureLimiter{s.opts.Limiter, s.opts.KeyLimiter} {
+		if l, ok := l.(*AttemptLimiter); ok {
+			l.Sweep()
+		}
 	}
 	err := errors.Join(err1, err2, s.FlushStats(ctx))
 	if err != nil {

@@ -254,21 +254,14 @@ func (m *Main) keyMaintenanceInterval(embedded time.Duration) time.Duration {
 	return embedded
 }
 
-// failureLimiter bounds failed code redemptions per API key: shared
-// through Redis, or in memory.
-func (m *Main) failureLimiter() verification.FailureLimiter {
-	cfg := m.Config.VerificationConfig
+// failureLimiter bounds failed code redemptions (burst at once, one more
+// every interval) per client or per API key: shared through Redis, or in
+// memory.
+func (m *Main) failureLimiter(burst int, interval time.Duration) verification.FailureLimiter {
 	if m.shared() {
-		burst, interval := cfg.VerifyFailureBurst, cfg.VerifyFailureInterval
-		if burst <= 0 {
-			burst = verification.DefaultFailureBurst
-		}
-		if interval <= 0 {
-			interval = verification.DefaultFailureInterval
-		}
 		return redis.NewFailureLimiter(m.Redis, burst, interval, m.Config.now)
 	}
-	return verification.NewAttemptLimiter(cfg.VerifyFailureBurst, cfg.VerifyFailureInterval, m.Config.now)
+	return verification.NewAttemptLimiter(burst, interval, m.Config.now)
 }
 
 // setupRequestLimits configures how e finds client addresses and bounds

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,9 +35,12 @@ type VerificationConfig struct {
 	CertificateKeyRotation time.Duration
 	TokenKeyRotation       time.Duration
 	// VerifyFailureBurst and VerifyFailureInterval bound failed code
-	// redemptions per API key: a burst, then one per interval.
-	VerifyFailureBurst    int
-	VerifyFailureInterval time.Duration
+	// redemptions per client address: a burst, then one per interval;
+	// VerifyKeyFailure* is the ceiling per API key, all clients together.
+	VerifyFailureBurst       int
+	VerifyFailureInterval    time.Duration
+	VerifyKeyFailureBurst    int
+	VerifyKeyFailureInterval time.Duration
 }
 
 // Defaults of VerificationConfig.
@@ -52,8 +56,10 @@ func (c *Config) verificationFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.VerificationCleanupInterval, "verification-cleanup-interval", DefaultVerificationCleanupInterval, "how often expired verification codes and used tokens are removed")
 	fs.DurationVar(&c.CertificateKeyRotation, "certificate-key-rotation", 0, "how often realms' certificate signing keys rotate (0: only by `candor admin realm rotate-key`)")
 	fs.DurationVar(&c.TokenKeyRotation, "token-key-rotation", verification.DefaultTokenKeyRotation, "how often realms' verification-token signing keys rotate")
-	fs.IntVar(&c.VerifyFailureBurst, "verify-failure-burst", verification.DefaultFailureBurst, "failed code redemptions an API key may make at once")
-	fs.DurationVar(&c.VerifyFailureInterval, "verify-failure-interval", verification.DefaultFailureInterval, "an API key regains one failed redemption per interval")
+	fs.IntVar(&c.VerifyFailureBurst, "verify-failure-burst", verification.DefaultFailureBurst, "failed code redemptions one client address may make at once")
+	fs.DurationVar(&c.VerifyFailureInterval, "verify-failure-interval", verification.DefaultFailureInterval, "a client address regains one failed redemption per interval")
+	fs.IntVar(&c.VerifyKeyFailureBurst, "verify-key-failure-burst", verification.DefaultKeyFailureBurst, "failed code redemptions one device API key may make at once, all client addresses together")
+	fs.DurationVar(&c.VerifyKeyFailureInterval, "verify-key-failure-interval", verification.DefaultKeyFailureInterval, "a device API key regains one failed redemption per interval")
 }
 
 // verificationParts are the verification role's pieces of Main.
@@ -91,19 +97,30 @@ func (m *Main) openVerification(ctx context.Context) error {
 	svc, err := verification.New(ctx, m.VerificationStore, m.Keysets, m.Master, verification.Options{
 		Now:                    m.Config.now,
 		LinkBase:               m.publicURL,
-		Limiter:                m.failureLimiter(),
+		Limiter:                m.failureLimiter(cmp.Or(cfg.VerifyFailureBurst, verification.DefaultFailureBurst), cmp.Or(cfg.VerifyFailureInterval, verification.DefaultFailureInterval)),
+		KeyLimiter:             m.failureLimiter(cmp.Or(cfg.VerifyKeyFailureBurst, verification.DefaultKeyFailureBurst), cmp.Or(cfg.VerifyKeyFailureInterval, verification.DefaultKeyFailureInterval)),
 		CertificateKeyRotation: cfg.CertificateKeyRotation,
 		TokenKeyRotation:       cfg.TokenKeyRotation,
 	})
 	if err != nil {
 		return err
 	}
-	h, err := verification.NewHandler(svc, m.Log, m.Registry, verification.HandlerOptions{AppLink: cfg.AppLink})
+	h, err := verification.NewHandler(svc, m.Log, m.Registry, verification.HandlerOptions{AppLink: cfg.AppLink, ClientKey: m.failureClientKey})
 	if err != nil {
 		return err
 	}
 	m.Verification, m.verificationHandler = svc, h
 	return nil
+}
+
+// failureClientKey identifies a client for the failed-redemption budget
+// as the request limits do: its address (after --trusted-proxies) HMAC'd
+// under the day's key, shared by replicas through Redis.
+func (m *Main) failureClientKey(c echo.Context) (string, error) {
+	if m.rateLimiter == nil {
+		return "", errors.New("request limits not set up")
+	}
+	return m.rateLimiter.ClientKey(c, verification.ClientKeyName)
 }
 
 // registerVerification adds the verification routes.
@@ -338,13 +355,13 @@ type realmRequest struct {
 type realmInfo struct {
 	verification.Realm
 	JWKSURL string `json:"jwksURL"`
-	// BruteForceBound bounds the chance that one API key guesses a given
-	// short code within its lifetime.
+	// BruteForceBound bounds the chance that clients with one API key, from
+	// any number of addresses, guess a given short code within its lifetime.
 	BruteForceBound float64 `json:"bruteForceBound"`
 }
 
 func (m *Main) realmInfo(r *verification.Realm) realmInfo {
-	return realmInfo{Realm: *r, JWKSURL: m.publicURL() + api.JWKSPathPrefix + r.Name, BruteForceBound: verification.BruteForceBound(r, m.Verification.Limiter())}
+	return realmInfo{Realm: *r, JWKSURL: m.publicURL() + api.JWKSPathPrefix + r.Name, BruteForceBound: verification.BruteForceBound(r, m.Verification.KeyLimiter())}
 }
 
 func opRealmAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
@@ -629,7 +646,7 @@ func printRealm(w io.Writer, r realmInfo) {
 	fmt.Fprintf(tw, "  daily quota\t%s\n", quota)
 	fmt.Fprintf(tw, "  require date\t%v\n", r.RequireDate)
 	fmt.Fprintf(tw, "  maintenance\t%v\n", r.Maintenance)
-	fmt.Fprintf(tw, "  brute-force bound\tp ≤ %.1e that one API key guesses a given short code in its lifetime\n", r.BruteForceBound)
+	fmt.Fprintf(tw, "  brute-force bound\tp ≤ %.1e that one API key, from any number of addresses, guesses a given short code in its lifetime\n", r.BruteForceBound)
 	tw.Flush()
 }
 

@@ -19,7 +19,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -203,8 +205,25 @@ func HeaderKey(name string) func(echo.Context) (string, bool) {
 }
 
 // AddressKey identifies clients by their address as echo determines it
-// (see echo.Echo.IPExtractor: set it to trust only the own proxies).
+// (see echo.Echo.IPExtractor: set it to trust only the own proxies). An
+// IPv6 client is its /64: one subscriber usually holds a whole /64, and
+// counting single addresses would give it 2^64 budgets.
 func AddressKey(c echo.Context) (string, bool) {
 	a := c.RealIP()
+	if ip := net.ParseIP(a); ip != nil && ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64", true
+	}
 	return a, a != ""
+}
+
+// ClientKey is the key under which a bound named name counts the request's
+// client: the HMAC of its address (AddressKey) under the day's key, as
+// Check counts it. Bounds kept outside the Limiter (the verification
+// service's failed-redemption budget) use it, so they too hold no address.
+func (l *Limiter) ClientKey(c echo.Context, name string) (string, error) {
+	a, ok := AddressKey(c)
+	if !ok {
+		return "", errors.New("rate limit: request without a client address")
+	}
+	return l.identify(c.Request().Context(), name, a, l.now())
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -203,5 +204,42 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	if ok != 50 {
 		t.Errorf("%d requests passed a bound of 50", ok)
+	}
+}
+
+// TestClientKey: the key of a client is the HMAC of its address, the same
+// for every request of one address (an IPv6 client: of one /64) and
+// different for another, and holds no address.
+func TestClientKey(t *testing.T) {
+	l := ratelimit.New(nil, ratelimit.NewMemorySecrets(), ratelimit.Options{})
+	e := echo.New()
+	e.IPExtractor = echo.ExtractIPDirect()
+	key := func(remote string) string {
+		req := httptest.NewRequest(http.MethodPost, "/", nil)
+		req.RemoteAddr = remote
+		k, err := l.ClientKey(e.NewContext(req, httptest.NewRecorder()), "verify-failures")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(k, "192.0.2") || strings.Contains(k, "2001:db8") {
+			t.Fatalf("key %q holds the address", k)
+		}
+		return k
+	}
+	for _, tc := range []struct {
+		name string
+		a, b string
+		same bool
+	}{
+		{"one IPv4 address, two ports", "192.0.2.1:1000", "192.0.2.1:2000", true},
+		{"two IPv4 addresses", "192.0.2.1:1000", "192.0.2.2:1000", false},
+		{"one IPv6 /64", "[2001:db8:1:2::1]:1000", "[2001:db8:1:2:ffff::9]:1000", true},
+		{"two IPv6 /64s", "[2001:db8:1:2::1]:1000", "[2001:db8:1:3::1]:1000", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := key(tc.a) == key(tc.b); got != tc.same {
+				t.Errorf("same key: %v, want %v", got, tc.same)
+			}
+		})
 	}
 }

@@ -15,8 +15,10 @@ import (
 //
 //	<prefix>:rl:<rule>:<day>:<hmac>:<window start>  counter, expires with its window
 //	<prefix>:rlkey:<day>                          the day's random HMAC key, expires after 48 h
-//	<prefix>:fail:<API key ID>                    hash: tokens, at (Unix ms), the
-//	                                              failed-redemption bucket
+//	<prefix>:fail:client:<rule>:<day>:<hmac>      hash: tokens, at (Unix ms), the
+//	                                              failed-redemption bucket of a client
+//	                                              (its address HMAC'd as in rl:)
+//	<prefix>:fail:key:<API key ID>                the same, the ceiling of an API key
 //
 // Each is a single key, so they spread over a cluster's slots.
 
@@ -90,8 +92,8 @@ func (r *RateSecrets) DailyKey(ctx context.Context, day string) ([]byte, error) 
 }
 
 // FailureLimiter implements verification.FailureLimiter on Redis: the token
-// bucket of each API key (at most burst failed redemptions at once, one
-// more every interval) is one hash that every replica updates with a
+// bucket of each key, a client or an API key (at most burst failed
+// redemptions at once, one more every interval), is one hash that every replica updates with a
 // script, so the bound holds across all of them.
 type FailureLimiter struct {
 	s        *Store
