@@ -2,11 +2,9 @@ package keyserver
 
 import (
 	"errors"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +19,8 @@ type Handler struct {
 	log      *slog.Logger
 	outcomes *prometheus.CounterVec
 	keys     *prometheus.CounterVec
-	latency  web.LatencySampler
+	// timer releases real and decoy answers alike (web.ReleaseTimer).
+	timer web.ReleaseTimer
 }
 
 // NewHandler returns the HTTP handler of pub, registering its metrics with reg.
@@ -47,13 +46,27 @@ func (h *Handler) Register(e *echo.Echo) {
 	e.POST(api.PublishPath, h.publish)
 }
 
+// publish answers an upload. A decoy (X-Chaff) is read and discarded and
+// answered like a success; real and decoy answers alike leave at a release
+// time and padded size that tell nothing (web.ReleaseTimer, web.PadJSON).
 func (h *Handler) publish(c echo.Context) error {
-	if c.Request().Header.Get("X-Chaff") != "" {
-		return h.chaff(c)
+	start := web.ReadBody(c)
+	ctx := c.Request().Context()
+	if c.Request().Header.Get(api.ChaffHeader) != "" {
+		h.outcomes.WithLabelValues("chaff").Inc()
+		token := web.RandomBase64(revisionTokenCiphertextSize)
+		return h.reply(c, http.StatusOK, &api.PublishResponse{RevisionToken: token, InsertedExposures: 1 + rand.IntN(14)},
+			func() { h.timer.Decoy(ctx, start) })
 	}
-	start := time.Now()
-	defer func() { h.latency.Observe(time.Since(start)) }()
+	status, resp := h.answer(c)
+	if resp == nil {
+		return nil // the client is gone; nobody reads an answer
+	}
+	return h.reply(c, status, resp, func() { h.timer.Real(ctx, start, status == http.StatusOK) })
+}
 
+// answer handles a real publish; a nil answer means the client left.
+func (h *Handler) answer(c echo.Context) (int, *api.PublishResponse) {
 	var req api.Publish
 	if err := web.DecodeJSON(c, &req); err != nil {
 		status := http.StatusBadRequest
@@ -62,12 +75,12 @@ func (h *Handler) publish(c echo.Context) error {
 			status = de.Status
 		}
 		h.outcomes.WithLabelValues(api.CodeBadRequest).Inc()
-		return h.reply(c, status, &api.PublishResponse{ErrorMessage: err.Error(), Code: api.CodeBadRequest})
+		return status, &api.PublishResponse{ErrorMessage: err.Error(), Code: api.CodeBadRequest}
 	}
 	res, err := h.pub.Publish(c.Request().Context(), &req)
 	if err != nil && c.Request().Context().Err() != nil {
 		h.outcomes.WithLabelValues("canceled").Inc()
-		return nil // the client is gone; nobody reads an answer
+		return 0, nil
 	}
 	if err != nil {
 		code := ErrorCode(err)
@@ -82,7 +95,7 @@ func (h *Handler) publish(c echo.Context) error {
 		} else {
 			h.log.DebugContext(c.Request().Context(), "publish refused", "code", code, "err", err)
 		}
-		return h.reply(c, Status(code), &api.PublishResponse{ErrorMessage: msg, Code: code})
+		return Status(code), &api.PublishResponse{ErrorMessage: msg, Code: code}
 	}
 	h.keys.WithLabelValues("inserted").Add(float64(res.Inserted))
 	h.keys.WithLabelValues("revised").Add(float64(res.Revised))
@@ -98,25 +111,21 @@ func (h *Handler) publish(c echo.Context) error {
 		outcome = api.CodePartialFailure
 	}
 	h.outcomes.WithLabelValues(outcome).Inc()
-	return h.reply(c, http.StatusOK, resp)
-}
-
-// chaff answers a decoy request: nothing is read or stored, but the status,
-// headers, body size and latency look like a real success.
-func (h *Handler) chaff(c echo.Context) error {
-	_, _ = io.Copy(io.Discard, io.LimitReader(c.Request().Body, web.MaxBodyBytes))
-	time.Sleep(h.latency.Sample())
-	h.outcomes.WithLabelValues("chaff").Inc()
-	token := web.RandomBase64(revisionTokenCiphertextSize)
-	return h.reply(c, http.StatusOK, &api.PublishResponse{RevisionToken: token, InsertedExposures: 1 + rand.IntN(14)})
+	return http.StatusOK, resp
 }
 
 // revisionTokenCiphertextSize is the sealed size of every revision token:
 // Tink's 5-byte prefix, the 12-byte GCM nonce and the 16-byte tag.
 const revisionTokenCiphertextSize = 5 + 12 + revisionPlaintextSize + 16
 
-func (h *Handler) reply(c echo.Context, status int, resp *api.PublishResponse) error {
-	resp.Padding = web.Padding()
+// reply pads resp to a size drawn from one fixed distribution, holds it
+// until hold returns (its release time) and sends it, never cached.
+func (h *Handler) reply(c echo.Context, status int, resp *api.PublishResponse, hold func()) error {
+	b, err := web.PadJSON(resp, &resp.Padding)
+	if err != nil {
+		return err
+	}
+	hold()
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-	return c.JSON(status, resp)
+	return c.JSONBlob(status, b)
 }

@@ -3,7 +3,6 @@ package verification
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -17,8 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/candor-en/candor/api"
+	"github.com/candor-en/candor/internal/ratelimit"
 	"github.com/candor-en/candor/internal/web"
 )
+
+// ClientKeyName names the failed-redemption budget in client keys
+// (ratelimit.Limiter.ClientKey).
+const ClientKeyName = "verify-failures"
 
 // DefaultAppLink is the default redirect of /v?c=<long code> for phones:
 // the scheme that Exposure Notifications Express apps register.
@@ -29,18 +33,26 @@ type HandlerOptions struct {
 	// AppLink is where /v?c=<long code> redirects a phone, with "{code}"
 	// replaced by the long code; DefaultAppLink when empty.
 	AppLink string
+	// ClientKey identifies the client of a request for the failed-redemption
+	// budget: the HMAC of its address under the day's key, so that the
+	// budget holds no address (ratelimit.Limiter.ClientKey, shared with the
+	// request limits; a limiter of this handler's own when nil).
+	ClientKey func(echo.Context) (string, error)
 }
 
 // Handler serves the verification device and admin APIs, the realms' JWKS
 // and the long-code link over HTTP.
 type Handler struct {
-	svc      *Service
-	log      *slog.Logger
-	requests *prometheus.CounterVec
-	appLink  string
+	svc       *Service
+	log       *slog.Logger
+	requests  *prometheus.CounterVec
+	appLink   string
+	clientKey func(echo.Context) (string, error)
 
-	verifyLatency web.LatencySampler
-	certLatency   web.LatencySampler
+	// verifyTimer and certTimer release the real and decoy answers of the
+	// device endpoints alike (web.ReleaseTimer).
+	verifyTimer web.ReleaseTimer
+	certTimer   web.ReleaseTimer
 }
 
 // NewHandler returns the HTTP handler of svc, registering its metrics with reg.
@@ -51,8 +63,12 @@ func NewHandler(svc *Service, log *slog.Logger, reg prometheus.Registerer, opts 
 	if !strings.Contains(opts.AppLink, "{code}") {
 		return nil, fmt.Errorf("app link %q: must contain {code}", opts.AppLink)
 	}
+	if opts.ClientKey == nil {
+		l := ratelimit.New(nil, ratelimit.NewMemorySecrets(), ratelimit.Options{})
+		opts.ClientKey = func(c echo.Context) (string, error) { return l.ClientKey(c, ClientKeyName) }
+	}
 	h := &Handler{
-		svc: svc, log: log, appLink: opts.AppLink,
+		svc: svc, log: log, appLink: opts.AppLink, clientKey: opts.ClientKey,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "candor_verification_requests_total",
 			Help: "Verification API requests by endpoint and outcome: ok, chaff, or the error code.",
@@ -121,41 +137,75 @@ func (h *Handler) ok(c echo.Context, endpoint string, resp any) error {
 	return h.reply(c, http.StatusOK, resp)
 }
 
-// reply sends resp with 1–2 KiB of random padding, never cached.
+// releaseKey holds, in the echo context of a device request, the
+// release of its answer (see held); reply waits for it.
+const releaseKey = "candor.release"
+
+// held serves a device endpoint that takes decoys: a decoy (X-Chaff) is
+// read and discarded, nothing authenticated or stored, and answered with
+// fake(); a real request is served by serve. Both answers leave at a release
+// time and padded size that tell nothing (web.ReleaseTimer, web.PadJSON).
+func (h *Handler) held(c echo.Context, endpoint string, t *web.ReleaseTimer, fake func() any, serve echo.HandlerFunc) error {
+	start := web.ReadBody(c)
+	ctx := c.Request().Context()
+	if c.Request().Header.Get(api.ChaffHeader) != "" {
+		h.requests.WithLabelValues(endpoint, "chaff").Inc()
+		c.Set(releaseKey, func(int) { t.Decoy(ctx, start) })
+		return h.reply(c, http.StatusOK, fake())
+	}
+	c.Set(releaseKey, func(status int) { t.Real(ctx, start, status == http.StatusOK) })
+	return serve(c)
+}
+
+// reply pads resp to a size drawn from one fixed distribution, holds it
+// until its release when the endpoint takes decoys, and sends it, never
+// cached.
 func (h *Handler) reply(c echo.Context, status int, resp any) error {
+	var pad *string
 	switch r := resp.(type) {
 	case *api.ErrorResponse:
-		r.Padding = web.Padding()
+		pad = &r.Padding
 	case *api.VerifyCodeResponse:
-		r.Padding = web.Padding()
+		pad = &r.Padding
 	case *api.VerificationCertificateResponse:
-		r.Padding = web.Padding()
+		pad = &r.Padding
 	case *api.IssueCodeResponse:
-		r.Padding = web.Padding()
+		pad = &r.Padding
 	case *api.BatchIssueCodeResponse:
-		r.Padding = web.Padding()
+		pad = &r.Padding
 	case *api.CheckCodeStatusResponse:
-		r.Padding = web.Padding()
+		pad = &r.Padding
 	case *api.ExpireCodeResponse:
-		r.Padding = web.Padding()
+		pad = &r.Padding
+	default:
+		pad = new(string)
+	}
+	b, err := web.PadJSON(resp, pad)
+	if err != nil {
+		return err
+	}
+	if release, ok := c.Get(releaseKey).(func(int)); ok {
+		release(status)
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-	return c.JSON(status, resp)
+	return c.JSONBlob(status, b)
 }
 
 func (h *Handler) verify(c echo.Context) error {
+	return h.held(c, "verify", &h.verifyTimer, func() any {
+		return &api.VerifyCodeResponse{TestType: api.TestTypeConfirmed, TestDate: UTCDay(time.Now().AddDate(0, 0, -rand.IntN(5))), VerificationToken: fakeJWT(170 + rand.IntN(40))}
+	}, h.verifyReal)
+}
+
+func (h *Handler) verifyReal(c echo.Context) error {
 	const endpoint = "verify"
-	if c.Request().Header.Get(api.ChaffHeader) != "" {
-		return h.chaff(c, endpoint, &h.verifyLatency, func() any {
-			return &api.VerifyCodeResponse{TestType: api.TestTypeConfirmed, TestDate: UTCDay(time.Now().AddDate(0, 0, -rand.IntN(5))), VerificationToken: fakeJWT(170 + rand.IntN(40))}
-		})
-	}
-	start := time.Now()
-	defer func() { h.verifyLatency.Observe(time.Since(start)) }()
 	var req api.VerifyCodeRequest
 	caller, err := h.begin(c, endpoint, DeviceKey, &req)
 	if caller == nil {
 		return err
+	}
+	if caller.Client, err = h.clientKey(c); err != nil {
+		return h.fail(c, endpoint, internal("client key", err))
 	}
 	v, err := h.svc.Verify(c.Request().Context(), caller, &req)
 	if err != nil {
@@ -165,14 +215,13 @@ func (h *Handler) verify(c echo.Context) error {
 }
 
 func (h *Handler) certificate(c echo.Context) error {
+	return h.held(c, "certificate", &h.certTimer, func() any {
+		return &api.VerificationCertificateResponse{Certificate: fakeJWT(230 + rand.IntN(30))}
+	}, h.certificateReal)
+}
+
+func (h *Handler) certificateReal(c echo.Context) error {
 	const endpoint = "certificate"
-	if c.Request().Header.Get(api.ChaffHeader) != "" {
-		return h.chaff(c, endpoint, &h.certLatency, func() any {
-			return &api.VerificationCertificateResponse{Certificate: fakeJWT(230 + rand.IntN(30))}
-		})
-	}
-	start := time.Now()
-	defer func() { h.certLatency.Observe(time.Since(start)) }()
 	var req api.VerificationCertificateRequest
 	caller, err := h.begin(c, endpoint, DeviceKey, &req)
 	if caller == nil {
@@ -183,15 +232,6 @@ func (h *Handler) certificate(c echo.Context) error {
 		return h.fail(c, endpoint, err)
 	}
 	return h.ok(c, endpoint, &api.VerificationCertificateResponse{Certificate: cert})
-}
-
-// chaff answers a decoy request: nothing is authenticated, read or stored,
-// but status, headers, body size and latency look like a real success.
-func (h *Handler) chaff(c echo.Context, endpoint string, latency *web.LatencySampler, fake func() any) error {
-	_, _ = io.Copy(io.Discard, io.LimitReader(c.Request().Body, web.MaxBodyBytes))
-	time.Sleep(latency.Sample())
-	h.requests.WithLabelValues(endpoint, "chaff").Inc()
-	return h.reply(c, http.StatusOK, fake())
 }
 
 // fakeJWT returns a JWT-shaped string whose payload has n bytes: the shape

@@ -230,8 +230,8 @@ func TestHTTPRefusals(t *testing.T) {
 			if msg, _ := r.body["error"].(string); msg == "" {
 				t.Error("no error message")
 			}
-			if p, _ := r.body["padding"].(string); len(p) < 1024 || len(p) > 2048 {
-				t.Errorf("padding of %d bytes", len(p))
+			if n := len(r.raw); n < web.PaddedSizeMin || n > web.PaddedSizeMax {
+				t.Errorf("answer of %d bytes, want it padded to [%d, %d]", n, web.PaddedSizeMin, web.PaddedSizeMax)
 			}
 			if r.header.Get("Cache-Control") != "no-store" {
 				t.Errorf("Cache-Control %q", r.header.Get("Cache-Control"))
