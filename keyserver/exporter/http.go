@@ -38,10 +38,11 @@ const (
 //	/exports/<root>/keys        the public signing keys (JSON)
 //
 // It reads the files from disk, so it serves what any exporter sharing the
-// directory wrote. It serves only roots listed in roots.txt, zips listed in
-// their index, and of those only the ones whose bytes have the SHA-256 the
-// exporter recorded (checked once per size, time and inode): a damaged file
-// answers 503 without cache headers and the exporter repairs it.
+// directory wrote. It serves the files of roots listed in roots.txt only,
+// zips listed in their index, and of those only the ones whose bytes have
+// the SHA-256 the exporter recorded (checked once per size, time and
+// inode): a damaged file answers 503 without cache headers and the
+// exporter repairs it. The keys of every configured root are served.
 type Handler struct {
 	x    *Exporter
 	dir  string
@@ -71,14 +72,19 @@ func (h *Handler) Register(e *echo.Echo) {
 
 func (h *Handler) serve(c echo.Context) error {
 	root, file := c.Param("root"), c.Param("file")
-	if !export.ValidRoot(root) || !h.lists(filepath.Join(h.dir, RootsName), "", root) {
+	if !export.ValidRoot(root) {
 		return echo.NewHTTPError(http.StatusNotFound)
 	}
-	switch file {
-	case IndexName:
-		return h.serveListing(c, filepath.Join(h.dir, root, IndexName))
-	case "keys":
+	if file == "keys" {
+		// App developers register the keys as soon as the root is
+		// configured, before any file exists.
 		return h.serveKeys(c, root)
+	}
+	if !h.lists(filepath.Join(h.dir, RootsName), "", root) {
+		return echo.NewHTTPError(http.StatusNotFound)
+	}
+	if file == IndexName {
+		return h.serveListing(c, filepath.Join(h.dir, root, IndexName))
 	}
 	if _, _, ok := parseFileName(file); !ok {
 		return echo.NewHTTPError(http.StatusNotFound)

@@ -186,6 +186,16 @@ func TestHandlerRefusesDamagedFile(t *testing.T) {
 func TestHandlerRootsAndExactLines(t *testing.T) {
 	f := newFixture(t)
 	f.addConfig(func(c *exporter.Config) { c.MinKeys = 1 })
+	e := echo.New()
+	exporter.NewHandler(f.x).Register(e)
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	// Before the first pass: the keys, for app developers, but no files.
+	for p, want := range map[string]int{"/exports/us-wa/keys": 200, "/exports/us-wa/index.txt": 404, "/exports/roots.txt": 404} {
+		if resp, _ := get(t, srv, p); resp.StatusCode != want {
+			t.Errorf("before the first pass, %s: %d, want %d", p, resp.StatusCode, want)
+		}
+	}
 	f.publish(exposures(5, "US-WA", win8.Start)...)
 	f.pass()
 	if len(f.events.roots) != 1 || f.events.roots[0] != (exporter.RootAdded{Root: "us-wa", Region: "US-WA"}) {
@@ -195,10 +205,6 @@ func TestHandlerRootsAndExactLines(t *testing.T) {
 	if len(f.events.roots) != 1 {
 		t.Errorf("root logged again: %+v", f.events.roots)
 	}
-	e := echo.New()
-	exporter.NewHandler(f.x).Register(e)
-	srv := httptest.NewServer(e)
-	defer srv.Close()
 	resp, body := get(t, srv, "/exports/roots.txt")
 	if resp.StatusCode != 200 || body != "us-wa" || resp.Header.Get("Cache-Control") != "no-cache" {
 		t.Fatalf("roots.txt: %d %q %q", resp.StatusCode, body, resp.Header.Get("Cache-Control"))
@@ -211,7 +217,7 @@ func TestHandlerRootsAndExactLines(t *testing.T) {
 	os.MkdirAll(shadow, 0o755)
 	os.WriteFile(filepath.Join(shadow, exporter.FileName(win8, 1)), good, 0o644)
 	os.WriteFile(filepath.Join(shadow, exporter.IndexName), []byte("shadow/"+exporter.FileName(win8, 1)), 0o644)
-	for _, p := range []string{"/exports/shadow/index.txt", "/exports/shadow/" + exporter.FileName(win8, 1), "/exports/shadow/keys"} {
+	for _, p := range []string{"/exports/shadow/index.txt", "/exports/shadow/" + exporter.FileName(win8, 1), "/exports/shadow/keys", "/exports/roots.txt/index.txt"} {
 		if resp, _ := get(t, srv, p); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("%s: %d, want 404", p, resp.StatusCode)
 		}
