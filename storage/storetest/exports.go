@@ -216,7 +216,8 @@ func TestExportStore(t *testing.T, open func(*testing.T) ExportStore) {
 				t.Errorf("event %d: %+v", i, ev)
 			}
 		}
-		if err := db.AppendEvents(ctx, []exporter.Event{{Retention: &exporter.RetentionResult{KeysRemoved: 4}}}); err != nil {
+		root := exporter.RootAdded{Root: "r", Region: "R"}
+		if err := db.AppendEvents(ctx, []exporter.Event{{Retention: &exporter.RetentionResult{KeysRemoved: 4}}, {RootAdded: &root}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.AckEvent(ctx, evs[0].ID); err != nil {
@@ -227,8 +228,11 @@ func TestExportStore(t *testing.T, open func(*testing.T) ExportStore) {
 			t.Errorf("after ack: %+v", evs)
 		}
 		evs, _ = db.PendingEvents(ctx, 10)
-		if last := evs[len(evs)-1]; last.Retention == nil || last.Retention.KeysRemoved != 4 || last.ID <= evs[len(evs)-2].ID {
-			t.Errorf("retention event %+v", last)
+		if ev := evs[len(evs)-2]; ev.Retention == nil || ev.Retention.KeysRemoved != 4 || ev.ID <= evs[len(evs)-3].ID {
+			t.Errorf("retention event %+v", ev)
+		}
+		if last := evs[len(evs)-1]; last.RootAdded == nil || *last.RootAdded != root || last.FilePublished != nil || last.Retention != nil {
+			t.Errorf("root event %+v", last)
 		}
 		if err := db.AckEvent(ctx, 999999); err != nil {
 			t.Errorf("acking an unknown event: %v", err)
