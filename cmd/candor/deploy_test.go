@@ -116,7 +116,7 @@ var (
 func TestDeployFiles(t *testing.T) {
 	flags, envs := serveHelp(t)
 	var usedFlags, usedEnvs []string
-	var ruleFiles, dashboards int
+	var ruleFiles, dashboards, policies int
 	for _, rel := range deployFiles(t) {
 		b, err := os.ReadFile(filepath.Join(deployDir, rel))
 		if err != nil {
@@ -146,7 +146,7 @@ func TestDeployFiles(t *testing.T) {
 				checkScrapeTargets(t, rel, src)
 			}
 			if strings.HasPrefix(rel, "kubernetes/") {
-				checkKubernetes(t, rel, docs)
+				policies += checkKubernetes(t, rel, docs)
 			}
 		case ext == ".json":
 			var v map[string]any
@@ -233,6 +233,9 @@ func TestDeployFiles(t *testing.T) {
 	if ruleFiles != 1 || dashboards != 1 {
 		t.Errorf("%d alert rule files, %d dashboards", ruleFiles, dashboards)
 	}
+	if policies != 1 {
+		t.Errorf("%d network policies in kubernetes/, want one that keeps the metrics port to Prometheus", policies)
+	}
 }
 
 // checkAlerts: the rule file has the alerts the operator needs, each with
@@ -306,8 +309,10 @@ func metricDefined(t *testing.T, name string) bool {
 
 // checkKubernetes: every Deployment probes liveness on /health and
 // readiness on /ready, has Prometheus scrape its metrics port (not the
-// public one) and sets resources; every Ingress keeps no access log.
-func checkKubernetes(t *testing.T, rel string, docs []any) {
+// public one) and sets resources; every Ingress keeps no access log; it
+// returns the number of NetworkPolicies, each checked by
+// checkMetricsPolicy.
+func checkKubernetes(t *testing.T, rel string, docs []any) (policies int) {
 	t.Helper()
 	for _, d := range docs {
 		m, ok := d.(map[string]any)
@@ -316,6 +321,10 @@ func checkKubernetes(t *testing.T, rel string, docs []any) {
 			if ann["nginx.ingress.kubernetes.io/enable-access-log"] != "false" {
 				t.Errorf("%s: the ingress keeps access logs (client addresses, /v?c= codes): set nginx.ingress.kubernetes.io/enable-access-log: \"false\"", rel)
 			}
+		}
+		if ok && m["kind"] == "NetworkPolicy" {
+			checkMetricsPolicy(t, rel, m)
+			policies++
 		}
 		if !ok || m["kind"] != "Deployment" {
 			continue
@@ -346,6 +355,7 @@ func checkKubernetes(t *testing.T, rel string, docs []any) {
 			}
 		}
 	}
+	return policies
 }
 
 // checkUnit: a systemd unit of sections and Key=Value lines, with an
@@ -374,6 +384,39 @@ func checkUnit(t *testing.T, rel, src string) {
 	}
 	if !strings.Contains(src, "ExecStart=/usr/local/bin/candor serve") {
 		t.Errorf("%s: no ExecStart of candor serve", rel)
+	}
+}
+
+// checkMetricsPolicy: the Candor pods admit the metrics port 9464 only
+// from a namespace selector (Prometheus'), never from anywhere.
+func checkMetricsPolicy(t *testing.T, rel string, m map[string]any) {
+	t.Helper()
+	spec := m["spec"].(map[string]any)
+	sel, _ := spec["podSelector"].(map[string]any)["matchLabels"].(map[string]any)
+	if sel["app"] != "candor" {
+		t.Errorf("%s: the policy does not select the Candor pods: %v", rel, sel)
+	}
+	metricsRules := 0
+	for _, r := range spec["ingress"].([]any) {
+		r := r.(map[string]any)
+		for _, p := range r["ports"].([]any) {
+			if fmt.Sprint(p.(map[string]any)["port"]) != "9464" {
+				continue
+			}
+			metricsRules++
+			from, _ := r["from"].([]any)
+			if len(from) == 0 {
+				t.Errorf("%s: the metrics port is open to every source", rel)
+			}
+			for _, f := range from {
+				if f.(map[string]any)["namespaceSelector"] == nil {
+					t.Errorf("%s: the metrics port is open to %v, want Prometheus' namespace only", rel, f)
+				}
+			}
+		}
+	}
+	if metricsRules != 1 {
+		t.Errorf("%s: %d rules admit the metrics port, want one", rel, metricsRules)
 	}
 }
 
