@@ -62,8 +62,9 @@ type Exporter struct {
 	mu sync.Mutex // one pass or retention run at a time
 	// digests remembers what the files hold; the Handler shares it.
 	digests *digestCache
-	// recorded holds the recorded SHA-256 of every file the last index
-	// refresh listed, by root and index line, for the Handler.
+	// recorded holds the recorded SHA-256 of the files of each root's
+	// live windows as of its last index refresh, by root and index line,
+	// for the Handler.
 	recordedMu sync.RWMutex
 	recorded   map[string]map[string]Digest
 	// repair asks RunRepairs for a pass (the Handler found a damaged file).
