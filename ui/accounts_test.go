@@ -117,6 +117,9 @@ func TestRealmTakeoverRefused(t *testing.T) {
 		t.Error("the users page offers to reset or disable a member of another realm")
 	}
 	for _, action := range []string{"reset", "disable"} {
+		if st, page := mal.get("/ui/admin/users/" + vic.ID + "/" + action); st != http.StatusForbidden || !strings.Contains(page, "only a system admin") {
+			t.Errorf("%s confirmation of a member of another realm: %d", action, st)
+		}
 		mal.get("/ui/admin/users")
 		st, page := mal.post("/ui/admin/users/"+vic.ID+"/"+action, nil)
 		if st != http.StatusForbidden || otpRE.MatchString(page) || !strings.Contains(page, "only a system admin") {

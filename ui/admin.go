@@ -206,6 +206,12 @@ func (h *Handler) confirmUserAction(c echo.Context, st *state) error {
 	if u == nil {
 		return h.notFound(c, st)
 	}
+	switch c.Param("action") {
+	case "reset", "disable", "enable":
+		if !h.acct.ManagesAccount(account.AsUser(st.user), u) {
+			return h.usersPage(c, st, http.StatusForbidden, usersPage{Error: account.ErrOtherRealms.Error(), Role: string(account.RoleWorker)})
+		}
+	}
 	p := confirmPage{Action: Prefix + "/admin/users/" + u.ID + "/" + c.Param("action"), Back: Prefix + "/admin/users"}
 	switch c.Param("action") {
 	case "reset":
