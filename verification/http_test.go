@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/candor-en/candor/api"
@@ -23,6 +25,15 @@ import (
 type httpFixture struct {
 	*fixture
 	srv *httptest.Server
+	// from, when set, is the client requests go out with (another address).
+	from *http.Client
+}
+
+// clientFrom is an HTTP client whose connections leave from ip, a loopback
+// address: another client address.
+func clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
 }
 
 func newHTTPFixture(t *testing.T, opts ...fixtureOption) *httpFixture {
@@ -34,6 +45,7 @@ func newHTTPFixture(t *testing.T, opts ...fixtureOption) *httpFixture {
 		t.Fatal(err)
 	}
 	e := web.NewEcho(log, web.NewMetrics(reg))
+	e.IPExtractor = echo.ExtractIPDirect() // as candor serve without --trusted-proxies
 	h.Register(e)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
@@ -62,7 +74,11 @@ func (h *httpFixture) do(method, path, key, contentType string, body []byte, ext
 	for i := 0; i+1 < len(extra); i += 2 {
 		req.Header.Set(extra[i], extra[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	cl := http.DefaultClient
+	if h.from != nil {
+		cl = h.from
+	}
+	resp, err := cl.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -374,6 +390,46 @@ func TestHTTPLongCodeLink(t *testing.T) {
 	for _, q := range []string{"", "?c=short", "?c=" + code + "%22%3E", "?c=" + strings.Repeat("a", 65)} {
 		if resp := get(q, "Android"); resp.StatusCode != 400 {
 			t.Errorf("/v%s: %d", q, resp.StatusCode)
+		}
+	}
+}
+
+// TestHTTPFailureBudgetPerClient: the device API key is public, so its
+// holder burns only its own address's budget of failed redemptions: a phone
+// on another address still redeems its code; and all addresses together are
+// bounded by the API key's ceiling.
+func TestHTTPFailureBudgetPerClient(t *testing.T) {
+	h := newHTTPFixture(t, func(o *verification.Options) {
+		o.Limiter = verification.NewAttemptLimiter(3, time.Hour, o.Now)
+		o.KeyLimiter = verification.NewAttemptLimiter(7, time.Hour, o.Now)
+	})
+	wrong := api.VerifyCodeRequest{VerificationCode: "00000000"}
+	for _, tc := range []struct {
+		name string
+		from string
+		code func() string
+		want int
+	}{
+		{"attacker's 1st guess", "127.0.0.2", nil, 400},
+		{"attacker's 2nd guess", "127.0.0.2", nil, 400},
+		{"attacker's 3rd guess", "127.0.0.2", nil, 400},
+		{"attacker's budget spent", "127.0.0.2", nil, 429},
+		{"attacker with a valid code", "127.0.0.2", func() string { return h.issue(api.IssueCodeRequest{TestType: "confirmed"}).Code }, 429},
+		{"phone on another address", "127.0.0.3", func() string { return h.issue(api.IssueCodeRequest{TestType: "confirmed"}).Code }, 200},
+		{"2nd address, 1st guess", "127.0.0.4", nil, 400},
+		{"2nd address, 2nd guess", "127.0.0.4", nil, 400},
+		{"2nd address, 3rd guess", "127.0.0.4", nil, 400},
+		{"3rd address, 1st guess: the ceiling's 7th", "127.0.0.5", nil, 400},
+		{"3rd address, 2nd guess: over the ceiling", "127.0.0.5", nil, 429},
+		{"a phone on a fresh address, over the ceiling", "127.0.0.6", func() string { return h.issue(api.IssueCodeRequest{TestType: "confirmed"}).Code }, 429},
+	} {
+		h.from = clientFrom(tc.from)
+		req := wrong
+		if tc.code != nil {
+			req.VerificationCode = tc.code()
+		}
+		if r := h.post(api.VerifyPath, h.deviceKey, req); r.status != tc.want {
+			t.Fatalf("%s: %d %s, want %d", tc.name, r.status, r.raw, tc.want)
 		}
 	}
 }
