@@ -196,6 +196,23 @@ func TestE2ELogOrigin(t *testing.T) {
 			}
 		})
 	}
+
+	// An operator command run before any server creates the log, with the
+	// origin the server's environment gives.
+	t.Run("operator command first", func(t *testing.T) {
+		dir := t.TempDir()
+		cmd, cancel := e2eCommand(e2eBinary(t), "admin", "realm", "list", "--data", dir)
+		defer cancel()
+		cmd.Env = append(os.Environ(), "CANDOR_PUBLIC_URL=https://ops.example.test")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("admin realm list: %v\n%s", err, out)
+		}
+		s := startE2EServer(t, dir, "--public-url", "https://ops.example.test")
+		waitHTTP(t, s.url+"/log/checkpoint", http.StatusOK, s.stderr)
+		if origin, _, _ := strings.Cut(httpGet(t, s.url+"/log/checkpoint"), "\n"); origin != "ops.example.test/candor/data-use/v1" {
+			t.Errorf("origin %q after an operator command with CANDOR_PUBLIC_URL", origin)
+		}
+	})
 }
 
 // TestE2EReadyFollowsRedis: a replica whose Redis is frozen (SIGSTOP) or
