@@ -52,9 +52,12 @@ type Handler struct {
 	listings map[string]listing // parsed roots.txt and index.txt, by path
 }
 
-// listing is a parsed roots.txt or index.txt as of its stat.
+// listing is a roots.txt or index.txt as of its stat: its bytes, their
+// ETag and its lines.
 type listing struct {
 	stat  fileStat
+	body  []byte
+	etag  string
 	lines map[string]bool
 }
 
@@ -84,7 +87,7 @@ func (h *Handler) serve(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusNotFound)
 	}
 	if file == IndexName {
-		return h.serveListing(c, filepath.Join(h.dir, root, IndexName))
+		return h.serveListing(c, filepath.Join(h.dir, root, IndexName), root)
 	}
 	if _, _, ok := parseFileName(file); !ok {
 		return echo.NewHTTPError(http.StatusNotFound)
@@ -93,12 +96,13 @@ func (h *Handler) serve(c echo.Context) error {
 }
 
 func (h *Handler) serveRoots(c echo.Context) error {
-	return h.serveListing(c, filepath.Join(h.dir, RootsName))
+	return h.serveListing(c, filepath.Join(h.dir, RootsName), "")
 }
 
-// serveListing serves roots.txt or an index.txt.
-func (h *Handler) serveListing(c echo.Context, path string) error {
-	b, err := os.ReadFile(path)
+// serveListing serves roots.txt (root empty) or root's index.txt, as it is
+// on disk.
+func (h *Handler) serveListing(c echo.Context, path, root string) error {
+	l, err := h.listing(path, root)
 	if errors.Is(err, os.ErrNotExist) {
 		return echo.NewHTTPError(http.StatusNotFound)
 	}
@@ -108,8 +112,8 @@ func (h *Handler) serveListing(c echo.Context, path string) error {
 	hdr := c.Response().Header()
 	hdr.Set(echo.HeaderContentType, "text/plain; charset=utf-8")
 	hdr.Set(echo.HeaderCacheControl, cacheRevalidate)
-	hdr.Set("ETag", contentETag(b))
-	http.ServeContent(c.Response(), c.Request(), filepath.Base(path), time.Time{}, bytes.NewReader(b))
+	hdr.Set("ETag", l.etag)
+	http.ServeContent(c.Response(), c.Request(), filepath.Base(path), time.Time{}, bytes.NewReader(l.body))
 	return nil
 }
 
@@ -163,30 +167,37 @@ func (h *Handler) unavailable(c echo.Context, line, why string) error {
 }
 
 // lists reports whether the listing at path (roots.txt when root is empty,
-// else root's index.txt) holds line byte for byte. The file is parsed
-// again only when its stat changes; a listing not in the exact form lists
-// nothing.
+// else root's index.txt) holds line byte for byte. A listing not in the
+// exact form lists nothing.
 func (h *Handler) lists(path, root, line string) bool {
+	l, err := h.listing(path, root)
+	return err == nil && l.lines[line]
+}
+
+// listing returns the listing at path, read and parsed again only when its
+// stat changes.
+func (h *Handler) listing(path, root string) (listing, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return false
+		return listing{}, err
 	}
 	st := statOf(fi)
 	h.mu.Lock()
 	l, ok := h.listings[path]
 	h.mu.Unlock()
-	if !ok || l.stat != st {
-		if l, err = readListing(path, root); err != nil {
-			return false
-		}
-		h.mu.Lock()
-		if len(h.listings) >= maxListings {
-			clear(h.listings)
-		}
-		h.listings[path] = l
-		h.mu.Unlock()
+	if ok && l.stat == st {
+		return l, nil
 	}
-	return l.lines[line]
+	if l, err = readListing(path, root); err != nil {
+		return listing{}, err
+	}
+	h.mu.Lock()
+	if len(h.listings) >= maxListings {
+		clear(h.listings)
+	}
+	h.listings[path] = l
+	h.mu.Unlock()
+	return l, nil
 }
 
 // maxListings bounds the listing cache; it is emptied when full.
@@ -212,7 +223,7 @@ func readListing(path, root string) (listing, error) {
 	} else {
 		lines, err = export.ParseIndex(b, root)
 	}
-	l := listing{stat: statOf(fi), lines: make(map[string]bool, len(lines))}
+	l := listing{stat: statOf(fi), body: b, etag: contentETag(b), lines: make(map[string]bool, len(lines))}
 	if err != nil {
 		return l, nil // lists nothing until rewritten
 	}
