@@ -13,6 +13,7 @@ import (
 
 	"github.com/candor-en/candor/storage/bolt"
 	"github.com/candor-en/candor/ui"
+	"github.com/candor-en/candor/verification/account"
 )
 
 // The operator's `candor admin user …` commands act as a system admin: they
@@ -35,6 +36,23 @@ func TestAdminUserCommandsAudited(t *testing.T) {
 	if pw := run("admin", "user", "add", "--realm", "wa", "--email", "vic@example.org", "--role", "admin"); strings.TrimSpace(pw) == "" {
 		t.Fatal("no one-time password for a new account")
 	}
+	// A realm admin of or invites the account; the operator's list shows
+	// the open invitation, and the operator's add settles it.
+	withAccounts(t, dir, func(accts *account.Service) {
+		if _, _, err := accts.AddUser(t.Context(), account.Operator(), account.NewUser{Email: "ben@example.org", Realm: "or", Role: account.RoleAdmin}); err != nil {
+			t.Fatal(err)
+		}
+		ben, err := accts.UserByEmail(t.Context(), "ben@example.org")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := accts.AddUser(t.Context(), account.AsUser(ben), account.NewUser{Email: "vic@example.org", Realm: "or", Role: account.RoleWorker}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if list := run("admin", "user", "list"); !strings.Contains(list, "invited to or:worker") {
+		t.Errorf("user list does not show the invitation:\n%s", list)
+	}
 	if pw := run("admin", "user", "add", "--realm", "or", "--email", "vic@example.org", "--role", "worker"); pw != "" {
 		t.Errorf("adding an existing account printed %q", pw)
 	}
@@ -52,8 +70,8 @@ func TestAdminUserCommandsAudited(t *testing.T) {
 		t.Fatalf("the operator's add: %+v, %v", u, err)
 	}
 	want := map[string][]string{
-		"wa": {"operator user.disable", "operator user.password-reset", "operator user.add", "operator user.add"},
-		"or": {"operator user.disable", "operator user.password-reset", "operator user.add"},
+		"wa": {"operator user.disable", "operator user.password-reset", "operator user.add", "ben@example.org user.invite", "operator user.add"},
+		"or": {"operator user.disable", "operator user.password-reset", "operator user.add", "ben@example.org user.invite"},
 	}
 	for realm, w := range want {
 		es, err := accounts.Audit(t.Context(), realm, "", 0)
@@ -112,4 +130,20 @@ func TestE2ESignInLimitPerAddress(t *testing.T) {
 	if strings.Contains(metrics, "127.0.0.1") {
 		t.Error("the client address reached the metrics")
 	}
+}
+
+// withAccounts runs fn on the account service of the stopped server's data
+// directory dir.
+func withAccounts(t *testing.T, dir string, fn func(*account.Service)) {
+	t.Helper()
+	db, err := bolt.Open(dir, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	accts, err := account.New(bolt.NewAccountStore(db), account.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn(accts)
 }

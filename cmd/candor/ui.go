@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -170,6 +172,9 @@ type userInfo struct {
 	Disabled   bool              `json:"disabled,omitempty"`
 	MustChange bool              `json:"mustChangePassword,omitempty"`
 	TOTP       bool              `json:"totp,omitempty"`
+	// Invited are the realms that invited the account, with the role
+	// offered, until the person answers.
+	Invited map[string]string `json:"invited,omitempty"`
 	// Password is a one-time password, set only by user.add (for a new
 	// user) and user.reset-password.
 	Password string `json:"password,omitempty"`
@@ -182,6 +187,12 @@ func newUserInfo(u *account.User) userInfo {
 		for r, role := range u.Realms {
 			info.Realms[r] = string(role)
 		}
+	}
+	for r, inv := range u.Invitations {
+		if info.Invited == nil {
+			info.Invited = map[string]string{}
+		}
+		info.Invited[r] = string(inv.Role)
 	}
 	return info
 }
@@ -339,6 +350,9 @@ func adminUserList(ctx context.Context, args []string, io IO) error {
 		}
 		if u.TOTP {
 			status += ", TOTP"
+		}
+		for _, r := range slices.Sorted(maps.Keys(u.Invited)) {
+			status += ", invited to " + r + ":" + u.Invited[r]
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Email, u.Name, strings.Join(roles, ","), status)
 	}
