@@ -423,7 +423,8 @@ func (s *Service) AddUser(ctx context.Context, by Actor, nu NewUser) (*User, str
 			u.PasswordHash, u.MustChangePassword, u.PasswordChangedAt = hash, true, now
 			u.TOTPSecret, u.TOTPLastStep = nil, 0
 		}
-		if name != "" && u.Name == "" {
+		// An invitation changes nothing of the account, not even its name.
+		if name != "" && u.Name == "" && !invite {
 			u.Name = name
 		}
 		return nil
