@@ -491,4 +491,9 @@ func checkConf(t *testing.T, rel, src string) {
 	if !strings.Contains(src, "access_log off;") {
 		t.Errorf("%s: nginx keeps an access log (client addresses, /v?c= codes)", rel)
 	}
+	// Error messages from level "error" down carry the client's address
+	// and request line.
+	if m := regexp.MustCompile(`(?m)^error_log \S+ (\w+);`).FindStringSubmatch(src); m == nil || !slices.Contains([]string{"crit", "alert", "emerg"}, m[1]) {
+		t.Errorf("%s: want a top-level error_log at level crit or above, got %v", rel, m)
+	}
 }
