@@ -7,8 +7,10 @@
 // and X-RateLimit-Reset (seconds until the window ends) on every response it
 // counted, and 429 with Retry-After when a bound is reached.
 //
-// No client identifier is counted in clear. Addresses and API keys are
-// HMAC-SHA256'd under a key that changes every UTC day (Secrets); the daily
+// No client identifier is counted in clear. Addresses (an IPv6 client's
+// /64) and API keys are HMAC-SHA256'd under a key that changes every UTC
+// day (Secrets), and so are the clients of bounds kept elsewhere
+// (Limiter.ClientKey: the verification service's failure budget); the daily
 // keys are random, kept for two days and then forgotten, and a counter is
 // forgotten when its window ends. So what a Counter holds cannot be linked
 // to an address once the day is over, and never reveals an API key.
