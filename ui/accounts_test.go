@@ -299,3 +299,36 @@ func TestSignInQueueAnswersBusy(t *testing.T) {
 		t.Errorf("sign-in after the flood: %d", st)
 	}
 }
+
+// The realm that invited an account may withdraw its invitation; another
+// realm's admin may not, and both realms' lists record it.
+func TestWithdrawInvitation(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.ver.CreateRealm(f.ctx, verification.Realm{Name: "or", Region: "US-OR"}); err != nil {
+		t.Fatal(err)
+	}
+	f.signIn("vic@example.org", account.RoleWorker)
+	wa := f.signIn("ben@example.org", account.RoleAdmin)
+	or := f.signInNew(account.NewUser{Email: "mal@example.org", Realm: "or", Role: account.RoleAdmin})
+	vic, _ := f.acct.UserByEmail(f.ctx, "vic@example.org")
+	or.get("/ui/admin/users")
+	or.post("/ui/admin/users", url.Values{"email": {"vic@example.org"}, "role": {"worker"}})
+	if !strings.Contains(or.last, "/ui/admin/invitations/"+vic.ID+"/withdraw") {
+		t.Fatal("the users page has no withdraw button for the invitation")
+	}
+	wa.get("/ui/admin/users")
+	if st, _ := wa.post("/ui/admin/invitations/"+vic.ID+"/withdraw", nil); st != http.StatusBadRequest {
+		t.Errorf("another realm's admin withdraws: %d", st)
+	}
+	if st, page := or.post("/ui/admin/invitations/"+vic.ID+"/withdraw", nil); st != http.StatusOK || !strings.Contains(page, "The invitation was withdrawn") {
+		t.Errorf("withdraw: %d", st)
+	}
+	if u, _ := f.acct.User(f.ctx, vic.ID); len(u.Invitations) != 0 || u.Realms["or"] != "" {
+		t.Errorf("after withdrawal: %+v", u)
+	}
+	for _, realm := range []string{"wa", "or"} {
+		if got := f.auditOf(realm); len(got) < 2 || got[0] != "mal@example.org user.invite-withdraw vic@example.org" || got[1] != "mal@example.org user.invite vic@example.org" {
+			t.Errorf("audit list of %s: %q", realm, got)
+		}
+	}
+}

@@ -141,6 +141,8 @@ func (h *Handler) users(c echo.Context, st *state) error {
 		p.Notice = "The user was disabled and signed out."
 	case "enable":
 		p.Notice = "The user was enabled."
+	case "withdraw":
+		p.Notice = "The invitation was withdrawn."
 	}
 	return h.usersPage(c, st, http.StatusOK, p)
 }
@@ -258,6 +260,13 @@ func (h *Handler) userAction(c echo.Context, st *state) error {
 		return h.userActionFailed(c, st, err)
 	}
 	return c.Redirect(http.StatusSeeOther, Prefix+"/admin/users?done="+action)
+}
+
+func (h *Handler) withdrawInvitation(c echo.Context, st *state) error {
+	if _, err := h.acct.WithdrawInvitation(c.Request().Context(), account.AsUser(st.user), st.realm.Name, c.Param("id")); err != nil {
+		return h.userActionFailed(c, st, err)
+	}
+	return c.Redirect(http.StatusSeeOther, Prefix+"/admin/users?done=withdraw")
 }
 
 func (h *Handler) userActionFailed(c echo.Context, st *state, err error) error {

@@ -205,6 +205,7 @@ func (h *Handler) Register(e *echo.Echo) {
 	g.POST("/admin/users", h.page(admin, h.addUser))
 	g.GET("/admin/users/:id/:action", h.page(admin, h.confirmUserAction))
 	g.POST("/admin/users/:id/:action", h.page(admin, h.userAction))
+	g.POST("/admin/invitations/:id/withdraw", h.page(admin, h.withdrawInvitation))
 	g.GET("/admin/apikeys", h.page(admin, h.apiKeys))
 	g.POST("/admin/apikeys", h.page(admin, h.addAPIKey))
 	g.GET("/admin/apikeys/:id/revoke", h.page(admin, h.confirmRevoke))

@@ -758,6 +758,32 @@ func (s *Service) resetPassword(ctx context.Context, by Actor, realm string, bef
 	return u, otp, s.recordOn(ctx, by, realm, ActionPasswordReset, before, detail, false)
 }
 
+// WithdrawInvitation drops realm's open invitation of user id: the realm's
+// admins may, as it is their realm's offer.
+func (s *Service) WithdrawInvitation(ctx context.Context, by Actor, realm, id string) (*User, error) {
+	if !by.can(realm, RoleAdmin) {
+		return nil, ErrForbidden
+	}
+	before, err := s.store.User(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, inputf("There is no such user.")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("user %s: %w", id, err)
+	}
+	after, err := s.store.UpdateUser(ctx, id, func(x *User) error {
+		if _, ok := x.Invitations[realm]; !ok {
+			return inputf("%s has no open invitation of realm %s.", x.Email, realm)
+		}
+		delete(x.Invitations, realm)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return after, s.recordOn(ctx, by, realm, ActionInviteWithdraw, before, "", false)
+}
+
 // AnswerInvitation makes u a member of realm with the invited role
 // (accept) or drops the invitation; either is recorded in realm and every
 // realm u belongs to.
