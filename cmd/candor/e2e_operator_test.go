@@ -243,6 +243,8 @@ func TestE2EReadyFollowsRedis(t *testing.T) {
 		res, body := expGet(t, s.url+"/ready")
 		if took := time.Since(start); res.StatusCode != http.StatusServiceUnavailable || took > 5*time.Second {
 			t.Errorf("%s: /ready answered %d %s after %v, want 503 within 5 s", what, res.StatusCode, bytes.TrimSpace(body), took.Round(time.Millisecond))
+		} else {
+			t.Logf("%s: /ready answered 503 after %v", what, took.Round(time.Millisecond))
 		}
 		if res, _ := expGet(t, s.url+"/health"); res.StatusCode != http.StatusOK {
 			t.Errorf("%s: /health answered %d, want 200 (liveness)", what, res.StatusCode)
