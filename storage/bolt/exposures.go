@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -92,16 +93,12 @@ type publishReq struct {
 // maxPublishBatch bounds how many publishes share one transaction.
 const maxPublishBatch = 1024
 
-// loadIndex builds the in-memory key index from the exposures bucket,
-// after moving exposures of the old layout to random locations.
+// loadIndex builds the in-memory key index from the exposures bucket, and
+// moves exposures of the sequential layout to runs (unless read-only).
 func (d *DB) loadIndex() error {
-	if !d.db.IsReadOnly() {
-		if err := d.rekeySequential(); err != nil {
-			return err
-		}
-	}
 	d.index = make(map[keyBytes]location)
-	return d.db.View(func(tx *bbolt.Tx) error {
+	var old []location
+	err := d.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketExposures).ForEach(func(k, v []byte) error {
 			if len(k) != locLen || len(v) < 1+keyserver.KeyLength {
 				return nil // counted and skipped by readers
@@ -109,9 +106,16 @@ func (d *DB) loadIndex() error {
 			var key keyBytes
 			copy(key[:], v[1:])
 			d.index[key] = location(k)
+			if sequential(k) {
+				old = append(old, location(k))
+			}
 			return nil
 		})
 	})
+	if err != nil || len(old) == 0 || d.db.IsReadOnly() {
+		return err
+	}
+	return d.rekeySequential(old)
 }
 
 // sequential reports whether l is a location of the layout before runs,
@@ -121,37 +125,33 @@ func sequential(l []byte) bool {
 	return len(l) == locLen && binary.BigEndian.Uint64(l[8:]) < 1<<40
 }
 
-// rekeySequential moves every exposure stored under a sequential location
-// to a random one (and its revision entry with it), in bounded
-// transactions, so that a file written before random IDs loses its upload
-// order too. It runs on Open; afterwards it finds nothing to do.
-func (d *DB) rekeySequential() error {
-	var old [][]byte
-	err := d.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketExposures).ForEach(func(k, _ []byte) error {
-			if sequential(k) {
-				old = append(old, bytes.Clone(k))
-			}
-			return nil
-		})
-	})
+// rekeySequential moves the exposures stored at the sequential locations
+// old to runs (with their revision entries, and in the index), in bounded
+// transactions, so that a file written before runs loses its upload order
+// too. It runs on Open; afterwards there is nothing left to move.
+func (d *DB) rekeySequential(old []location) error {
+	var err error
 	const chunk = 10000
 	rs := runs{}
 	for len(old) > 0 && err == nil {
 		n := min(chunk, len(old))
+		moved := map[keyBytes]location{}
 		err = d.db.Update(func(tx *bbolt.Tx) error {
 			b, revised := tx.Bucket(bucketExposures), tx.Bucket(bucketExposuresRevised)
 			for _, k := range old[:n] {
-				v := bytes.Clone(b.Get(k))
-				if err := b.Delete(k); err != nil {
+				v := bytes.Clone(b.Get(k[:]))
+				if err := b.Delete(k[:]); err != nil {
 					return err
 				}
 				loc := rs.location(b, time.Unix(int64(binary.BigEndian.Uint64(k[:8])), 0))
 				if err := b.Put(loc[:], v); err != nil {
 					return err
 				}
+				var key keyBytes
+				copy(key[:], v[1:])
+				moved[key] = loc
 				if e, err := decodeExposure(v); err == nil && e.Revised {
-					if err := revised.Delete(timeKey(e.RevisedAt, k)); err != nil {
+					if err := revised.Delete(timeKey(e.RevisedAt, k[:])); err != nil {
 						return err
 					}
 					if err := revised.Put(timeKey(e.RevisedAt, loc[:]), nil); err != nil {
@@ -161,10 +161,13 @@ func (d *DB) rekeySequential() error {
 			}
 			return nil
 		})
+		if err == nil {
+			maps.Copy(d.index, moved)
+		}
 		old = old[n:]
 	}
 	if err != nil {
-		return fmt.Errorf("move exposures to random locations: %w", err)
+		return fmt.Errorf("move exposures to runs: %w", err)
 	}
 	return nil
 }
