@@ -31,7 +31,7 @@ test-short:
 	$(GO) test -short -count=1 ./...
 
 bench: build
-	$(BIN) loadtest --spawn --mode publish,verify,download --concurrency 16,64 --duration 10s --report docs/PERFORMANCE.md
+	$(BIN) loadtest --spawn --mode publish,verify,download --concurrency 64,2048 --duration 10s --report docs/PERFORMANCE.md
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
