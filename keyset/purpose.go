@@ -45,15 +45,6 @@ func (p Purpose) IsSigning() bool {
 	return p == PurposeECDSAP256DER || p == PurposeECDSAP256P1363
 }
 
-func parsePurpose(s string) (Purpose, error) {
-	for _, p := range []Purpose{PurposeAEAD, PurposeECDSAP256DER, PurposeECDSAP256P1363} {
-		if p.String() == s {
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown purpose %q", s)
-}
-
 // parameters returns the Tink parameters of keys generated for p.
 func (p Purpose) parameters() (key.Parameters, error) {
 	switch p {
