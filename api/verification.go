@@ -104,7 +104,7 @@ type VerifyCodeResponse struct {
 
 // VerificationCertificateRequest is the body of POST /api/certificate: a
 // verification token and the HMAC of the keys the phone will upload
-// (standard base64 of 32 bytes, see DESIGN §4.4).
+// (standard base64 of 32 bytes, see docs/KEYSERVER.md, "TEK HMAC").
 type VerificationCertificateRequest struct {
 	VerificationToken string `json:"token"`
 	ExposureKeyHMAC   string `json:"ekeyhmac"`

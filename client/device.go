@@ -82,7 +82,7 @@ type Upload struct {
 }
 
 // PreparePublish draws an HMAC secret from random (crypto/rand when nil) and
-// computes the HMAC of keys that Certificate needs (DESIGN §4.4): the keys
+// computes the HMAC of keys that Certificate needs (docs/KEYSERVER.md): the keys
 // sorted by their base64 string, each as
 // "key.rollingStartNumber.rollingPeriod.transmissionRisk", joined with ",",
 // under HMAC-SHA256. keys are copied.

@@ -25,7 +25,7 @@
 // have received from the broadcasting phone during [start, start+d): the
 // simulated scanner runs once a minute, at start, start+1m, …, and each
 // scan hears the RPI and AEM the other phone broadcasts in the scan's
-// interval (derived from the broadcaster's TEK of that day, DESIGN §4.6).
+// interval (derived from the broadcaster's TEK of that day, package gaen).
 // A sighting is one (interval, RPI) with the number of scans that heard it.
 //
 // So the resolution is the GAEN interval: an encounter of N minutes

@@ -1,4 +1,4 @@
-// Package transparency is Candor's public log of data use (DESIGN.md §5):
+// Package transparency is Candor's public log of data use (docs/TRANSPARENCY.md):
 // every use of the data — an export file published, old data deleted, a
 // signing key or a health authority's policy changed, a day's aggregate
 // counts, a start of the software — becomes an entry in an append-only

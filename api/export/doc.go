@@ -1,5 +1,5 @@
 // Package export reads and writes the exposure key export files that phones
-// download (DESIGN.md section 4.5), byte-compatible with the Google/Apple
+// download (docs/EXPORTS.md), byte-compatible with the Google/Apple
 // Exposure Notification framework.
 //
 // An export file is a zip archive with two entries, in this order:

@@ -1,5 +1,5 @@
 // Package logentry is the schema of the entries of Candor's transparency log
-// of data use (DESIGN.md §5): what each entry type claims, its canonical JSON
+// of data use (docs/TRANSPARENCY.md): what each entry type claims, its canonical JSON
 // encoding, and a strict decoder for auditors.
 //
 // # Envelope

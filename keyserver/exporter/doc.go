@@ -1,5 +1,5 @@
 // Package exporter turns the stored diagnosis keys into the signed export
-// files that phones download (DESIGN.md §4.5), keeps the index of live files,
+// files that phones download (docs/EXPORTS.md), keeps the index of live files,
 // and deletes keys and files past the retention period.
 //
 // # Model

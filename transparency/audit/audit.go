@@ -25,7 +25,7 @@ import (
 // Defaults of Config.
 const (
 	// DefaultRetention is the retention period files are held to: 14
-	// days, as DESIGN.md §4.5 requires.
+	// days, the key server's default (docs/EXPORTS.md, "Retention").
 	DefaultRetention = 14 * 24 * time.Hour
 	// DefaultRetentionGrace is how long past the retention period a file
 	// may still be listed or served: retention runs hourly and cuts at

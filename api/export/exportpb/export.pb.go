@@ -1,9 +1,10 @@
 // Exposure key export file format, as phones running the Google/Apple
 // Exposure Notification framework download it. Message names, field numbers
 // and types follow Google's "Exposure Key Export File Format and
-// Verification" and its reference server; DESIGN.md section 4.5 is the
-// summary. Only the wire format matters to phones: the proto package name is
-// Candor's own so it cannot clash with other copies of these messages.
+// Verification" and its reference server; docs/EXPORTS.md ("Files, byte
+// for byte") is the summary. Only the wire format matters to phones: the
+// proto package name is Candor's own so it cannot clash with other copies of
+// these messages.
 //
 // Regenerate the Go code with `go generate ./api/export/` (see README.md).
 
