@@ -143,7 +143,7 @@ func TestPublishHTTPChaff(t *testing.T) {
 		t.Fatalf("real publish: %d", real.Code)
 	}
 	before := f.count()
-	chaff, chaffResp := post(h, "application/json", mustJSON(f.request(f.dailyKeys(14), certOpts{})), map[string]string{"X-Chaff": "1"})
+	chaff, chaffResp := post(h, "application/json", mustJSON(f.request(f.dailyKeys(14), certOpts{})), map[string]string{api.ChaffHeader: "1"})
 	if chaff.Code != real.Code {
 		t.Errorf("chaff status %d, real %d", chaff.Code, real.Code)
 	}
