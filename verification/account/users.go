@@ -182,17 +182,7 @@ func (s *Service) RealmUsers(ctx context.Context, by Actor, realm string) ([]*Us
 	if !by.can(realm, RoleAdmin) {
 		return nil, ErrForbidden
 	}
-	all, err := s.store.Users(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("users: %w", err)
-	}
-	var out []*User
-	for _, u := range all {
-		if _, ok := u.Realms[realm]; ok {
-			out = append(out, u)
-		}
-	}
-	return out, nil
+	return s.usersWhere(ctx, func(u *User) bool { _, ok := u.Realms[realm]; return ok })
 }
 
 // RealmInvitations returns the accounts that realm invited and that have
@@ -201,17 +191,7 @@ func (s *Service) RealmInvitations(ctx context.Context, by Actor, realm string) 
 	if !by.can(realm, RoleAdmin) {
 		return nil, ErrForbidden
 	}
-	all, err := s.store.Users(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("users: %w", err)
-	}
-	var out []*User
-	for _, u := range all {
-		if _, ok := u.Invitations[realm]; ok {
-			out = append(out, u)
-		}
-	}
-	return out, nil
+	return s.usersWhere(ctx, func(u *User) bool { _, ok := u.Invitations[realm]; return ok })
 }
 
 // SystemAdmins returns the system admins; the actor must be one.
@@ -219,13 +199,18 @@ func (s *Service) SystemAdmins(ctx context.Context, by Actor) ([]*User, error) {
 	if !by.system() {
 		return nil, ErrForbidden
 	}
+	return s.usersWhere(ctx, func(u *User) bool { return u.System })
+}
+
+// usersWhere returns the users for which keep is true, by email.
+func (s *Service) usersWhere(ctx context.Context, keep func(*User) bool) ([]*User, error) {
 	all, err := s.store.Users(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("users: %w", err)
 	}
 	var out []*User
 	for _, u := range all {
-		if u.System {
+		if keep(u) {
 			out = append(out, u)
 		}
 	}
