@@ -1,8 +1,9 @@
-package main
+// Package deploy's tests check the deployment files beside them against the
+// candor binary they deploy.
+package deploy
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -23,24 +24,63 @@ import (
 // code; metrics are scraped from the metrics listener, never the public
 // port; readiness probes ask /ready; no proxy keeps an access log.
 
-const deployDir = "../../deploy"
+const deployDir = "."
+
+// serveHelpText is what `candor serve --help` prints, from a candor built
+// from this tree.
+var serveHelpText = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "candor-deploy-test-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "candor")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/candor").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	var errOut bytes.Buffer
+	cmd := exec.Command(bin, "serve", "--help")
+	cmd.Stderr = &errOut
+	if err := cmd.Run(); err != nil || !strings.Contains(errOut.String(), "Usage: candor serve") {
+		return "", fmt.Errorf("serve --help: %v\n%s", err, errOut.String())
+	}
+	return errOut.String(), nil
+})
 
 // serveHelp returns the flags and environment variables that
-// `candor serve --help` lists.
-func serveHelp(t *testing.T) (flags, envs map[string]bool) {
+// `candor serve --help` lists, and the roles its --roles takes.
+func serveHelp(t *testing.T) (flags, envs map[string]bool, roles []string) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	if err := Run(context.Background(), []string{"serve", "--help"}, nil, &out, &errOut); err == nil || !strings.Contains(errOut.String(), "Usage: candor serve") {
-		t.Fatalf("serve --help: %v\n%s", err, errOut.String())
+	help, err := serveHelpText()
+	if err != nil {
+		t.Fatal(err)
 	}
 	flags, envs = map[string]bool{}, map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^  --([a-z0-9-]+)  \[(CANDOR_[A-Z0-9_]+)\]`).FindAllStringSubmatch(errOut.String(), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^  --([a-z0-9-]+)  \[(CANDOR_[A-Z0-9_]+)\]`).FindAllStringSubmatch(help, -1) {
 		flags[m[1]], envs[m[2]] = true, true
 	}
 	if len(flags) < 20 || !flags["store"] || !envs["CANDOR_STORE"] || !flags["roles"] {
-		t.Fatalf("serve --help lists %d flags:\n%s", len(flags), errOut.String())
+		t.Fatalf("serve --help lists %d flags:\n%s", len(flags), help)
 	}
-	return flags, envs
+	m := regexp.MustCompile(`subset of ([a-z, ]+?) \(`).FindStringSubmatch(help)
+	if m == nil {
+		t.Fatalf("serve --help lists no roles:\n%s", help)
+	}
+	return flags, envs, strings.Split(m[1], ", ")
+}
+
+// parseRoles checks a --roles value as `candor serve` does: all, or a
+// comma-separated list of roles.
+func parseRoles(s string, roles []string) error {
+	if s == "" || s == "all" {
+		return nil
+	}
+	for _, r := range strings.Split(s, ",") {
+		if r = strings.TrimSpace(r); !slices.Contains(roles, r) {
+			return fmt.Errorf("--roles: unknown role %q (want all, or some of %s)", r, strings.Join(roles, ", "))
+		}
+	}
+	return nil
 }
 
 // deployFiles returns the files under deploy/, relative paths.
@@ -51,7 +91,7 @@ func deployFiles(t *testing.T) []string {
 		if err != nil {
 			return err
 		}
-		if !d.IsDir() {
+		if !d.IsDir() && filepath.Ext(p) != ".go" { // not these tests
 			rel, _ := filepath.Rel(deployDir, p)
 			files = append(files, rel)
 		}
@@ -114,7 +154,7 @@ var (
 )
 
 func TestDeployFiles(t *testing.T) {
-	flags, envs := serveHelp(t)
+	flags, envs, roles := serveHelp(t)
 	var usedFlags, usedEnvs []string
 	var ruleFiles, dashboards, policies int
 	for _, rel := range deployFiles(t) {
@@ -216,7 +256,7 @@ func TestDeployFiles(t *testing.T) {
 		// --roles values are roles.
 		for i, a := range args {
 			if a == "--roles" && i+1 < len(args) && !strings.Contains(args[i+1], "$") && !strings.Contains(args[i+1], "%") {
-				if _, err := parseRoles(strings.Trim(args[i+1], `"`)); err != nil {
+				if err := parseRoles(strings.Trim(args[i+1], `"`), roles); err != nil {
 					t.Errorf("%s: %v", rel, err)
 				}
 			}
@@ -286,11 +326,11 @@ func checkMetrics(t *testing.T, where, src string) {
 // goSources is the text of the module's non-test Go files.
 var goSources = sync.OnceValue(func() []byte {
 	var all bytes.Buffer
-	filepath.WalkDir("../..", func(p string, d fs.DirEntry, err error) error {
+	filepath.WalkDir("..", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && p != "../.." && (d.Name() == "deploy" || strings.HasPrefix(d.Name(), ".")) {
+		if d.IsDir() && p != ".." && (d.Name() == "deploy" || strings.HasPrefix(d.Name(), ".")) {
 			return filepath.SkipDir
 		}
 		if strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
