@@ -17,7 +17,6 @@ import (
 
 	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/client"
-	"github.com/candor-en/candor/keyserver"
 )
 
 // fakeAPI serves canned answers and records what it received.
@@ -104,7 +103,7 @@ func TestDeviceFlow(t *testing.T) {
 		t.Fatalf("secret is %d bytes", len(up.Secret))
 	}
 	mac, _ := base64.StdEncoding.DecodeString(up.EKeyHMAC)
-	if !keyserver.VerifyTEKMAC(up.Secret, mac, keys) {
+	if !api.VerifyTEKMAC(up.Secret, mac, keys) {
 		t.Fatal("the key server does not accept PreparePublish's HMAC")
 	}
 
@@ -128,7 +127,7 @@ func TestDeviceFlow(t *testing.T) {
 	json.Unmarshal(b, &sent)
 	secret, _ := base64.StdEncoding.DecodeString(sent.HMACKey)
 	if sent.HealthAuthorityID != "gov.example.app" || sent.VerificationPayload != "cert" || sent.RevisionToken != "old-rev" ||
-		!keyserver.VerifyTEKMAC(secret, mac, sent.Keys) || f.lastKey != "" || len(sent.Padding) < 1024 {
+		!api.VerifyTEKMAC(secret, mac, sent.Keys) || f.lastKey != "" || len(sent.Padding) < 1024 {
 		t.Errorf("publish sent %+v (API key %q)", sent, f.lastKey)
 	}
 	if req.Padding != "" {
@@ -298,7 +297,7 @@ func TestNew(t *testing.T) {
 
 // TestKeyHMACVectors checks KeyHMAC against the shared TEK HMAC vectors.
 func TestKeyHMACVectors(t *testing.T) {
-	f, err := os.Open("../keyserver/testdata/tekmac.tsv")
+	f, err := os.Open("../api/testdata/tekmac.tsv")
 	if err != nil {
 		t.Fatal(err)
 	}

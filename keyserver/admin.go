@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/candor-en/candor/api"
 )
 
 // AddAuthority creates the health authority issuer or updates it: the
@@ -52,8 +54,8 @@ func AddAuthority(ctx context.Context, store AuthorityStore, h HealthAuthority, 
 }
 
 func samePEM(a, b string) bool {
-	ka, err1 := ParsePublicKey(a)
-	kb, err2 := ParsePublicKey(b)
+	ka, err1 := api.ParsePublicKeyPEM(a)
+	kb, err2 := api.ParsePublicKeyPEM(b)
 	return err1 == nil && err2 == nil && ka.Equal(kb)
 }
 

@@ -2,11 +2,12 @@ package keyserver
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/candor-en/candor/api"
 )
 
 // ErrNotFound is returned by stores when a record does not exist.
@@ -66,7 +67,7 @@ func (h *HealthAuthority) Validate() error {
 			return fmt.Errorf("health authority %s: key version %q twice", h.Issuer, k.Version)
 		}
 		seen[k.Version] = true
-		if _, err := ParsePublicKey(k.PEM); err != nil {
+		if _, err := api.ParsePublicKeyPEM(k.PEM); err != nil {
 			return fmt.Errorf("health authority %s key %s: %w", h.Issuer, k.Version, err)
 		}
 	}
@@ -119,9 +120,4 @@ type AuthorityStore interface {
 	App(ctx context.Context, id string) (*App, error)
 	Apps(ctx context.Context) ([]*App, error)
 	PutApp(ctx context.Context, a *App) error
-}
-
-// ParsePublicKey parses a PEM "PUBLIC KEY" holding an ECDSA P-256 key.
-func ParsePublicKey(pemText string) (*ecdsa.PublicKey, error) {
-	return parseP256PEM(pemText)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/candor-en/candor/api"
 )
 
 // authorityCache keeps apps, health authorities and parsed public keys in
@@ -72,7 +74,7 @@ func (c *authorityCache) PublicKey(k *AuthorityKey) (ecdsaKey, error) {
 	if ok {
 		return pub, nil
 	}
-	pub, err := ParsePublicKey(k.PEM)
+	pub, err := api.ParsePublicKeyPEM(k.PEM)
 	if err != nil {
 		return nil, err
 	}

@@ -13,29 +13,6 @@ import (
 	"github.com/candor-en/candor/api"
 )
 
-// CertificateClaims are the claims of a verification certificate, as issued
-// by a verification server (ours or the Google reference). Audience is a
-// plain string: an array audience is rejected.
-type CertificateClaims struct {
-	ReportType           string           `json:"reportType"`
-	SymptomOnsetInterval uint32           `json:"symptomOnsetInterval,omitempty"`
-	TEKMAC               string           `json:"tekmac"`
-	Issuer               string           `json:"iss"`
-	Audience             string           `json:"aud"`
-	ExpiresAt            *jwt.NumericDate `json:"exp,omitempty"`
-	NotBefore            *jwt.NumericDate `json:"nbf,omitempty"`
-	IssuedAt             *jwt.NumericDate `json:"iat,omitempty"`
-}
-
-func (c *CertificateClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt, nil }
-func (c *CertificateClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return c.IssuedAt, nil }
-func (c *CertificateClaims) GetNotBefore() (*jwt.NumericDate, error)      { return c.NotBefore, nil }
-func (c *CertificateClaims) GetIssuer() (string, error)                   { return c.Issuer, nil }
-func (c *CertificateClaims) GetSubject() (string, error)                  { return "", nil }
-func (c *CertificateClaims) GetAudience() (jwt.ClaimStrings, error) {
-	return jwt.ClaimStrings{c.Audience}, nil
-}
-
 // verifiedCertificate is what a valid certificate tells the key server.
 type verifiedCertificate struct {
 	Authority            *HealthAuthority
@@ -59,7 +36,7 @@ func (p *Publisher) verifyCertificate(ctx context.Context, app *App, req *api.Pu
 	}
 	var authority *HealthAuthority
 	var lookupErr error
-	claims := &CertificateClaims{}
+	claims := &api.CertificateClaims{}
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}),
 		jwt.WithIssuedAt(),
@@ -114,7 +91,7 @@ func (p *Publisher) verifyCertificate(ctx context.Context, app *App, req *api.Pu
 	if err != nil {
 		return nil, invalid("certificate tekmac is not valid base64")
 	}
-	if !VerifyTEKMAC(secret, mac, req.Keys) {
+	if !api.VerifyTEKMAC(secret, mac, req.Keys) {
 		return nil, invalid("certificate tekmac does not match the uploaded keys")
 	}
 	return &verifiedCertificate{Authority: authority, ReportType: rt, SymptomOnsetInterval: int32(claims.SymptomOnsetInterval), HMACKey: secret}, nil

@@ -45,7 +45,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pemText, err := keyserver.MarshalPublicKey(&f.priv.PublicKey)
+	pemText, err := api.MarshalPublicKeyPEM(&f.priv.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func (f *fixture) request(keys []api.ExposureKey, o certOpts) *api.Publish {
 	if o.hmacKeys != nil {
 		macKeys = o.hmacKeys
 	}
-	mac := keyserver.TEKMAC(secret, macKeys, true)
+	mac := api.TEKMAC(secret, macKeys, true)
 	if o.tekmacBytes != nil {
 		mac = o.tekmacBytes
 	}

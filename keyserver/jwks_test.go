@@ -12,42 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/storage/memory"
 )
-
-func TestJWKRoundTrip(t *testing.T) {
-	for range 20 { // coordinates with leading zero bytes must survive
-		priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		jwk := keyserver.NewJWK("k", &priv.PublicKey)
-		pub, err := jwk.PublicKey()
-		if err != nil || !pub.Equal(&priv.PublicKey) {
-			t.Fatalf("round trip: %v", err)
-		}
-	}
-	if _, err := (keyserver.JWK{Type: "RSA"}).PublicKey(); err == nil {
-		t.Error("RSA JWK accepted")
-	}
-	if _, err := (keyserver.JWK{Type: "EC", Curve: "P-256", X: "AAAA", Y: "AAAA"}).PublicKey(); err == nil {
-		t.Error("point not on the curve accepted")
-	}
-}
-
-func TestParseJWKSForms(t *testing.T) {
-	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	k := keyserver.NewJWK("v1", &priv.PublicKey)
-	std, _ := json.Marshal(keyserver.JWKS{Keys: []keyserver.JWK{k}})
-	bare, _ := json.Marshal([]keyserver.JWK{k})
-	for name, b := range map[string][]byte{"standard": std, "bare array": bare} {
-		keys, err := keyserver.ParseJWKS(b)
-		if err != nil || len(keys) != 1 || keys[0].KeyID != "v1" {
-			t.Errorf("%s: %v %v", name, keys, err)
-		}
-	}
-	if _, err := keyserver.ParseJWKS([]byte(`"nope"`)); err == nil {
-		t.Error("a string parsed as a JWKS")
-	}
-}
 
 // SyncJWKS adds keys that appear at the URL and retires keys that vanish;
 // the key server then accepts and refuses certificates accordingly.
@@ -56,11 +24,11 @@ func TestSyncJWKS(t *testing.T) {
 	k1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	var mu sync.Mutex
-	served := []keyserver.JWK{keyserver.NewJWK("v1", &k1.PublicKey)}
+	served := []api.JWK{api.NewJWK("v1", &k1.PublicKey)}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
-		json.NewEncoder(w).Encode(keyserver.JWKS{Keys: served})
+		json.NewEncoder(w).Encode(api.JWKS{Keys: served})
 	}))
 	defer srv.Close()
 
@@ -83,7 +51,7 @@ func TestSyncJWKS(t *testing.T) {
 	}
 	// Rotation: v2 appears, v1 disappears.
 	mu.Lock()
-	served = []keyserver.JWK{keyserver.NewJWK("v2", &k2.PublicKey)}
+	served = []api.JWK{api.NewJWK("v2", &k2.PublicKey)}
 	mu.Unlock()
 	later := now.Add(time.Hour)
 	if _, err := keyserver.SyncJWKS(ctx, store, srv.Client(), later); err != nil {
@@ -113,8 +81,8 @@ func TestAddAuthorityRefusesKeyChangeUnderSameVersion(t *testing.T) {
 	now := time.Now()
 	k1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	p1, _ := keyserver.MarshalPublicKey(&k1.PublicKey)
-	p2, _ := keyserver.MarshalPublicKey(&k2.PublicKey)
+	p1, _ := api.MarshalPublicKeyPEM(&k1.PublicKey)
+	p2, _ := api.MarshalPublicKeyPEM(&k2.PublicKey)
 	ha := keyserver.HealthAuthority{Issuer: "iss", Audience: "aud"}
 	if _, created, err := keyserver.AddAuthority(ctx, store, ha, &keyserver.AuthorityKey{Version: "v1", PEM: p1}, now); err != nil || !created {
 		t.Fatal(err)

@@ -87,7 +87,7 @@ func TestPublishRefusesBadInput(t *testing.T) {
 			return f.request(keys, certOpts{method: jwt.SigningMethodNone, key: jwt.UnsafeAllowNoneSignatureType})
 		}, api.CodeCertificateInvalid},
 		{"certificate alg HS256 with the public key as secret", func(f *fixture, keys []api.ExposureKey) *api.Publish {
-			pemText, _ := keyserver.MarshalPublicKey(&f.priv.PublicKey)
+			pemText, _ := api.MarshalPublicKeyPEM(&f.priv.PublicKey)
 			return f.request(keys, certOpts{method: jwt.SigningMethodHS256, key: []byte(pemText)})
 		}, api.CodeCertificateInvalid},
 		{"certificate alg ES384", func(f *fixture, keys []api.ExposureKey) *api.Publish {
@@ -150,7 +150,7 @@ func TestPublishRefusesBadInput(t *testing.T) {
 		}, api.CodeCertificateInvalid},
 		{"app not allowed for authority", func(f *fixture, keys []api.ExposureKey) *api.Publish {
 			ctx := context.Background()
-			pemText, _ := keyserver.MarshalPublicKey(&f.priv.PublicKey)
+			pemText, _ := api.MarshalPublicKeyPEM(&f.priv.PublicKey)
 			keyserver.AddAuthority(ctx, f.store, keyserver.HealthAuthority{Issuer: "other.issuer", Audience: testAudience}, &keyserver.AuthorityKey{Version: testKID, PEM: pemText}, f.now.Add(-time.Hour))
 			keyserver.AddApp(ctx, f.store, "other.app", "other.issuer", "US-CA")
 			r := f.request(keys, certOpts{})
@@ -275,7 +275,7 @@ func TestPublishThreeFieldHMAC(t *testing.T) {
 	keys := f.dailyKeys(2)
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	req := f.request(keys, certOpts{tekmacBytes: keyserver.TEKMAC(secret, keys, false)})
+	req := f.request(keys, certOpts{tekmacBytes: api.TEKMAC(secret, keys, false)})
 	req.HMACKey = base64.StdEncoding.EncodeToString(secret)
 	if _, err := f.pub.Publish(context.Background(), req); err != nil {
 		t.Fatalf("3-field HMAC with zero risks refused: %v", err)
@@ -283,7 +283,7 @@ func TestPublishThreeFieldHMAC(t *testing.T) {
 	// With a non-zero risk the 3-field form is not accepted.
 	keys = f.dailyKeys(2)
 	keys[0].TransmissionRisk = 3
-	req = f.request(keys, certOpts{tekmacBytes: keyserver.TEKMAC(secret, keys, false)})
+	req = f.request(keys, certOpts{tekmacBytes: api.TEKMAC(secret, keys, false)})
 	req.HMACKey = base64.StdEncoding.EncodeToString(secret)
 	if _, err := f.pub.Publish(context.Background(), req); keyserver.ErrorCode(err) != api.CodeCertificateInvalid {
 		t.Fatalf("3-field HMAC with a risk: %v, want certificate invalid", err)

@@ -26,7 +26,6 @@ import (
 	"github.com/candor-en/candor/api/export"
 	"github.com/candor-en/candor/client"
 	"github.com/candor-en/candor/gaen"
-	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/phone"
 )
 
@@ -534,7 +533,7 @@ func newFakeVerification(t *testing.T) *fakeVerification {
 		json.NewDecoder(r.Body).Decode(&req)
 		secret, _ := base64.StdEncoding.DecodeString(req.HMACKey)
 		mac, _ := base64.StdEncoding.DecodeString(lastHMAC)
-		if !keyserver.VerifyTEKMAC(secret, mac, req.Keys) {
+		if !api.VerifyTEKMAC(secret, mac, req.Keys) {
 			t.Error("publish: the HMAC does not match the keys")
 		}
 		f.uploads = append(f.uploads, req)

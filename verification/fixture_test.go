@@ -178,7 +178,7 @@ func (f *fixture) tekmac(n int) ([]api.ExposureKey, []byte, string) {
 	}
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	return keys, secret, base64.StdEncoding.EncodeToString(keyserver.TEKMAC(secret, keys, true))
+	return keys, secret, base64.StdEncoding.EncodeToString(api.TEKMAC(secret, keys, true))
 }
 
 func wantCode(t testing.TB, err error, code string) {

@@ -16,7 +16,6 @@ import (
 	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/candor-en/candor/api"
-	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/keyset"
 )
 
@@ -715,7 +714,7 @@ func (s *Service) CertificateKeys(ctx context.Context, realm string) ([]keyset.P
 
 // JWKS returns the realm's certificate public keys as a standard JWKS, for
 // key servers to verify its certificates; ErrNotFound for an unknown realm.
-func (s *Service) JWKS(ctx context.Context, realm string) (*keyserver.JWKS, error) {
+func (s *Service) JWKS(ctx context.Context, realm string) (*api.JWKS, error) {
 	if _, err := s.store.Realm(ctx, realm); err != nil {
 		return nil, err
 	}

@@ -127,7 +127,7 @@ func keyServerTrusting(t *testing.T, f *fixture, r *verification.Realm) *keyserv
 		if err != nil {
 			t.Fatal(err)
 		}
-		pemText, _ := keyserver.MarshalPublicKey(pubKey)
+		pemText, _ := api.MarshalPublicKeyPEM(pubKey)
 		if _, _, err := keyserver.AddAuthority(f.ctx, f.db, keyserver.HealthAuthority{Issuer: r.CertificateIssuer, Audience: r.CertificateAudience},
 			&keyserver.AuthorityKey{Version: k.KeyID, PEM: pemText}, f.clock.Now().Add(-time.Hour)); err != nil {
 			t.Fatal(err)

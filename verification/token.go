@@ -11,7 +11,6 @@ import (
 	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/candor-en/candor/api"
-	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/keyset"
 )
 
@@ -210,7 +209,7 @@ func publicKey(ring *keyset.Ring, t *jwt.Token) (*ecdsa.PublicKey, error) {
 // lifetime; header kid = the signing key's version.
 func newCertificate(ring *keyset.Ring, r *Realm, sub Subject, tekmac string, now time.Time) (string, error) {
 	back := jwt.NewNumericDate(now.Add(-certificateBackdate))
-	return signJWT(ring, &keyserver.CertificateClaims{
+	return signJWT(ring, &api.CertificateClaims{
 		ReportType:           sub.TestType,
 		SymptomOnsetInterval: sub.SymptomOnsetInterval(),
 		TEKMAC:               tekmac,
@@ -224,14 +223,14 @@ func newCertificate(ring *keyset.Ring, r *Realm, sub Subject, tekmac string, now
 
 // jwks returns the ring's public keys as a JWKS, every key it still keeps:
 // the primary and retired keys whose certificates may still be valid.
-func jwks(ring *keyset.Ring) (*keyserver.JWKS, error) {
+func jwks(ring *keyset.Ring) (*api.JWKS, error) {
 	keys, err := ring.PublicKeys()
 	if err != nil {
 		return nil, err
 	}
-	set := &keyserver.JWKS{Keys: make([]keyserver.JWK, 0, len(keys))}
+	set := &api.JWKS{Keys: make([]api.JWK, 0, len(keys))}
 	for _, k := range keys {
-		set.Keys = append(set.Keys, keyserver.NewJWK(k.Version, k.Public))
+		set.Keys = append(set.Keys, api.NewJWK(k.Version, k.Public))
 	}
 	return set, nil
 }

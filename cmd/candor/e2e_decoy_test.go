@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/candor-en/candor/api"
-	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/storage/redis/redistest"
 	"github.com/candor-en/candor/verification"
 )
@@ -146,7 +145,7 @@ type e2eUpload struct {
 }
 
 func (u *e2eUpload) certificateShot(r *e2eRealm) *e2eShot {
-	mac := base64.StdEncoding.EncodeToString(keyserver.TEKMAC(u.secret, u.keys, true))
+	mac := base64.StdEncoding.EncodeToString(api.TEKMAC(u.secret, u.keys, true))
 	return &e2eShot{path: api.CertificatePath, key: r.device, body: e2eJSON(api.VerificationCertificateRequest{VerificationToken: u.token, ExposureKeyHMAC: mac, Padding: e2ePadding()})}
 }
 

@@ -62,7 +62,7 @@ func TestE2EStoreLinksNoOne(t *testing.T) {
 		}
 		secret := make([]byte, 32)
 		rand.Read(secret)
-		mac := base64.StdEncoding.EncodeToString(keyserver.TEKMAC(secret, keys, true))
+		mac := base64.StdEncoding.EncodeToString(api.TEKMAC(secret, keys, true))
 		status, cert := s.call(api.CertificatePath, r.device, api.VerificationCertificateRequest{VerificationToken: verified["token"].(string), ExposureKeyHMAC: mac})
 		if status != 200 {
 			t.Fatalf("certificate: %d %v", status, cert)

@@ -23,7 +23,6 @@ import (
 	"github.com/candor-en/candor/api/export"
 	"github.com/candor-en/candor/client"
 	"github.com/candor-en/candor/internal/loadgen"
-	"github.com/candor-en/candor/keyserver"
 	phonepkg "github.com/candor-en/candor/phone"
 )
 
@@ -268,7 +267,7 @@ func phoneJourneyOtherKey(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := keyserver.MarshalPublicKey(&k.PublicKey)
+	p, err := api.MarshalPublicKeyPEM(&k.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}

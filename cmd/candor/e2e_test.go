@@ -233,7 +233,7 @@ func addE2EAuthority(t *testing.T, s *e2eServer) *e2eAuthority {
 	if a.priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
 		t.Fatal(err)
 	}
-	pemText, _ := keyserver.MarshalPublicKey(&a.priv.PublicKey)
+	pemText, _ := api.MarshalPublicKeyPEM(&a.priv.PublicKey)
 	pemFile := filepath.Join(t.TempDir(), "pub.pem")
 	os.WriteFile(pemFile, []byte(pemText), 0o600)
 	if _, err := s.run("admin", "authority", "add", "--data", s.data, "--issuer", a.iss, "--audience", a.aud, "--key-version", a.kid, "--public-key", pemFile); err != nil {
@@ -251,7 +251,7 @@ func (a *e2eAuthority) publish(t *testing.T, keys []api.ExposureKey, reportType,
 	now := time.Now()
 	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
 		"reportType": reportType,
-		"tekmac":     base64.StdEncoding.EncodeToString(keyserver.TEKMAC(secret, keys, true)),
+		"tekmac":     base64.StdEncoding.EncodeToString(api.TEKMAC(secret, keys, true)),
 		"iss":        a.iss, "aud": a.aud,
 		"iat": now.Add(-5 * time.Second).Unix(), "nbf": now.Add(-5 * time.Second).Unix(), "exp": now.Add(15 * time.Minute).Unix(),
 	})

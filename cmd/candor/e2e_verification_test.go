@@ -117,7 +117,7 @@ func (s *e2eServer) flow(r *e2eRealm, useLong bool) *api.Publish {
 	keys := e2eKeys(14)
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	mac := base64.StdEncoding.EncodeToString(keyserver.TEKMAC(secret, keys, true))
+	mac := base64.StdEncoding.EncodeToString(api.TEKMAC(secret, keys, true))
 	status, cert := s.call(api.CertificatePath, r.device, api.VerificationCertificateRequest{VerificationToken: verified["token"].(string), ExposureKeyHMAC: mac})
 	if status != 200 {
 		s.t.Fatalf("certificate: %d %v", status, cert)
@@ -286,9 +286,9 @@ func TestE2EVerificationRealmAddedOffline(t *testing.T) {
 	}
 }
 
-func getJWKS(t *testing.T, url string) keyserver.JWKS {
+func getJWKS(t *testing.T, url string) api.JWKS {
 	t.Helper()
-	var set keyserver.JWKS
+	var set api.JWKS
 	if err := json.Unmarshal([]byte(httpGet(t, url)), &set); err != nil {
 		t.Fatal(err)
 	}

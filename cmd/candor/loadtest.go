@@ -309,7 +309,7 @@ func newPublishLoad(ctx context.Context, url, data, app, region string) (*publis
 	if err != nil {
 		return nil, err
 	}
-	pemText, err := keyserver.MarshalPublicKey(&priv.PublicKey)
+	pemText, err := api.MarshalPublicKeyPEM(&priv.PublicKey)
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +347,7 @@ func (p *publishLoad) requests(n, keysPer int) ([]*loadgen.Request, error) {
 		}
 		tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
 			"reportType": api.ReportTypeConfirmed,
-			"tekmac":     base64.StdEncoding.EncodeToString(keyserver.TEKMAC(secret, keys, true)),
+			"tekmac":     base64.StdEncoding.EncodeToString(api.TEKMAC(secret, keys, true)),
 			"iss":        loadIssuer,
 			"aud":        loadAudience,
 			"iat":        now.Add(-5 * time.Second).Unix(),

@@ -19,6 +19,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/internal/web"
 	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/storage/bolt"
@@ -92,7 +93,7 @@ func opAuthorityAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, err
 		if req.KeyVersion == "" {
 			return nil, opError{"--key-version is required with --public-key"}
 		}
-		if _, err := keyserver.ParsePublicKey(req.PublicKeyPEM); err != nil {
+		if _, err := api.ParsePublicKeyPEM(req.PublicKeyPEM); err != nil {
 			return nil, opError{err.Error()}
 		}
 		key = &keyserver.AuthorityKey{Version: req.KeyVersion, PEM: req.PublicKeyPEM}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/api/export"
 	"github.com/candor-en/candor/api/logentry"
 	"github.com/candor-en/candor/keyserver"
@@ -113,7 +114,7 @@ func TestSyncDataUse(t *testing.T) {
 	now := time.Date(2025, 5, 1, 10, 20, 0, 0, time.UTC)
 	m := openTestMain(t, &now)
 	pk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	pemText, _ := keyserver.MarshalPublicKey(&pk.PublicKey)
+	pemText, _ := api.MarshalPublicKeyPEM(&pk.PublicKey)
 	if _, _, err := keyserver.AddAuthority(ctx, m.DB, keyserver.HealthAuthority{Issuer: "gov.example", Audience: "ks"},
 		&keyserver.AuthorityKey{Version: "v1", PEM: pemText}, now); err != nil {
 		t.Fatal(err)

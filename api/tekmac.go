@@ -1,4 +1,4 @@
-package keyserver
+package api
 
 import (
 	"crypto/hmac"
@@ -6,17 +6,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/candor-en/candor/api"
 )
 
 // TEKMACCleartext returns the text whose HMAC binds a verification
 // certificate to exactly these keys: the keys sorted by their base64 string
 // as sent, each as "key.rollingStartNumber.rollingPeriod.transmissionRisk"
 // (or without the risk when withRisk is false), joined with ",".
-func TEKMACCleartext(keys []api.ExposureKey, withRisk bool) string {
+func TEKMACCleartext(keys []ExposureKey, withRisk bool) string {
 	sorted := slices.Clone(keys)
-	slices.SortFunc(sorted, func(a, b api.ExposureKey) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(sorted, func(a, b ExposureKey) int { return strings.Compare(a.Key, b.Key) })
 	var sb strings.Builder
 	sb.Grow(len(sorted) * 40)
 	for i, k := range sorted {
@@ -36,8 +34,9 @@ func TEKMACCleartext(keys []api.ExposureKey, withRisk bool) string {
 	return sb.String()
 }
 
-// TEKMAC computes the HMAC-SHA256 of the keys' cleartext under secret.
-func TEKMAC(secret []byte, keys []api.ExposureKey, withRisk bool) []byte {
+// TEKMAC computes the HMAC-SHA256 of the keys' cleartext under secret: the
+// phone sends its base64 as the certificate request's ekeyhmac.
+func TEKMAC(secret []byte, keys []ExposureKey, withRisk bool) []byte {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(TEKMACCleartext(keys, withRisk)))
 	return m.Sum(nil)
@@ -46,7 +45,7 @@ func TEKMAC(secret []byte, keys []api.ExposureKey, withRisk bool) []byte {
 // VerifyTEKMAC reports whether mac is the HMAC of keys under secret. The form
 // without transmission risk is accepted only when every key's risk is 0, as
 // older apps computed it that way.
-func VerifyTEKMAC(secret, mac []byte, keys []api.ExposureKey) bool {
+func VerifyTEKMAC(secret, mac []byte, keys []ExposureKey) bool {
 	if hmac.Equal(TEKMAC(secret, keys, true), mac) {
 		return true
 	}

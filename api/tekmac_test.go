@@ -1,4 +1,4 @@
-package keyserver_test
+package api_test
 
 import (
 	"bufio"
@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/candor-en/candor/api"
-	"github.com/candor-en/candor/keyserver"
 )
 
 // openVectors opens the repository's copy of a shared test-vector file, or
@@ -51,14 +50,14 @@ func TestTEKMACVectors(t *testing.T) {
 			keys = append(keys, api.ExposureKey{Key: f[0], IntervalNumber: int32(rsn), IntervalCount: int32(rp), TransmissionRisk: tr})
 		}
 		withRisk := cols[2] == "4"
-		if got := keyserver.TEKMACCleartext(keys, withRisk); got != cols[3] {
+		if got := api.TEKMACCleartext(keys, withRisk); got != cols[3] {
 			t.Errorf("row %d cleartext = %q, want %q", rows, got, cols[3])
 		}
-		mac := keyserver.TEKMAC(secret, keys, withRisk)
+		mac := api.TEKMAC(secret, keys, withRisk)
 		if got := base64.StdEncoding.EncodeToString(mac); got != cols[4] {
 			t.Errorf("row %d HMAC = %s, want %s", rows, got, cols[4])
 		}
-		if !keyserver.VerifyTEKMAC(secret, mac, keys) {
+		if !api.VerifyTEKMAC(secret, mac, keys) {
 			t.Errorf("row %d: VerifyTEKMAC refuses its own HMAC", rows)
 		}
 		rows++
