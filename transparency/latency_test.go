@@ -165,7 +165,7 @@ func BenchmarkCheckpointLatency(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			l, err := Open(ctx, Options{Dir: filepath.Join(dir, "log"), Keys: keyset.NewMemStore(), Master: master, Origin: "bench.example/log"})
+			l, err := Open(ctx, Options{Dir: filepath.Join(dir, "log"), Driver: posixDriver(filepath.Join(dir, "log")), Keys: keyset.NewMemStore(), Master: master, Origin: "bench.example/log"})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -17,7 +17,6 @@ import (
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
-	"github.com/transparency-dev/tessera/storage/posix"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candor-en/candor/api/logentry"
@@ -46,13 +45,17 @@ const (
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("transparency: log is closed")
 
-// Options configure a Log. Dir, Keys and Master are required; zero values
-// of the others take the defaults.
+// Options configure a Log. Dir, Driver, Keys and Master are required;
+// zero values of the others take the defaults.
 type Options struct {
 	// Dir is the log's directory (typically <data>/log): the tlog-tiles
 	// files (checkpoint, tile/…), served as they are, and Tessera's private
 	// .state/ directory, never served.
 	Dir string
+	// Driver is the Tessera storage driver that writes Dir: the POSIX
+	// driver, posix.New(ctx, posix.Config{Path: Dir}). Handler serves Dir
+	// as a tlog-tiles tree, so the driver must write that layout there.
+	Driver tessera.Driver
 	// Origin names the log in its checkpoints. Empty means the stored
 	// origin, or DefaultOrigin(Host) for a new log. It cannot change over
 	// the life of a log.
@@ -142,8 +145,8 @@ type pending struct {
 // use, and reads its entries.
 func Open(ctx context.Context, opts Options) (*Log, error) {
 	opts = opts.withDefaults()
-	if opts.Dir == "" || opts.Keys == nil || opts.Master == nil {
-		return nil, errors.New("transparency: Options.Dir, Keys and Master are required")
+	if opts.Dir == "" || opts.Driver == nil || opts.Keys == nil || opts.Master == nil {
+		return nil, errors.New("transparency: Options.Dir, Driver, Keys and Master are required")
 	}
 	if opts.CheckpointInterval < MinCheckpointInterval {
 		return nil, fmt.Errorf("transparency: checkpoint interval %v is under the minimum %v", opts.CheckpointInterval, MinCheckpointInterval)
@@ -175,10 +178,6 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 			return nil, fmt.Errorf("transparency: the checkpoint in %s is not this log's (origin %s): %w", opts.Dir, origin, err)
 		}
 	}
-	driver, err := posix.New(ctx, posix.Config{Path: opts.Dir})
-	if err != nil {
-		return nil, fmt.Errorf("transparency: open %s: %w", opts.Dir, err)
-	}
 	// The appender's background work must outlive the caller's context
 	// (a server's is cancelled at the start of its shutdown); Close ends it.
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -186,7 +185,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		WithCheckpointSigner(sig).
 		WithBatching(opts.BatchMaxSize, opts.BatchMaxAge).
 		WithCheckpointInterval(opts.CheckpointInterval)
-	app, shutdown, reader, err := tessera.NewAppender(bg, driver, ao)
+	app, shutdown, reader, err := tessera.NewAppender(bg, opts.Driver, ao)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("transparency: open %s: %w", opts.Dir, err)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/tink"
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/storage/posix"
 
 	"github.com/candor-en/candor/api/logentry"
 	"github.com/candor-en/candor/keyset"
@@ -44,10 +46,19 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) options() Options {
 	return Options{
-		Dir: f.dir, Keys: f.keys, Master: f.master, Origin: "test.example/candor/data-use/v1",
+		Dir: f.dir, Driver: posixDriver(f.dir), Keys: f.keys, Master: f.master, Origin: "test.example/candor/data-use/v1",
 		BatchMaxAge: 5 * time.Millisecond, CheckpointInterval: MinCheckpointInterval,
 		Now: func() time.Time { return f.now },
 	}
+}
+
+// posixDriver returns Tessera's POSIX driver writing dir.
+func posixDriver(dir string) tessera.Driver {
+	d, err := posix.New(context.Background(), posix.Config{Path: dir})
+	if err != nil {
+		panic(err) // the POSIX driver only records its configuration
+	}
+	return d
 }
 
 func (f *fixture) open(t *testing.T) *Log {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,28 +13,16 @@ import (
 	"github.com/candor-en/candor/internal/outbox"
 	"github.com/candor-en/candor/keyserver/exporter"
 	"github.com/candor-en/candor/storage/redis"
+	"github.com/candor-en/candor/transparency/datause"
 	"github.com/candor-en/candor/verification"
 )
 
-// Data-use events reach the transparency log in the process that runs the
-// log role. When that is this process they are recorded directly. On a
-// shared store, a process without the log role appends them to the
-// data-use outbox (a Redis stream with a consumer group); the log process
-// relays them into the log. Delivery is at least once and recording is
-// idempotent, so each event is logged once, and none is lost while the log
-// process is down: the exporter acknowledges an event in its own outbox
-// only once it is in the data-use outbox, and the relay acknowledges it
-// there only once it is logged.
+// Data-use events of a process without the log role go through the
+// data-use outbox to the process that runs the log (transparency/datause
+// says how).
 
 // dataUseOutbox names the outbox of data-use events.
 const dataUseOutbox = "data-use"
-
-// Kinds of data-use messages.
-const (
-	kindFilePublished = "export.file_published"
-	kindRetention     = "export.retention"
-	kindRootAdded     = "export.root_added"
-)
 
 // openOutbox opens the data-use outbox on a shared store, and gives a log
 // process without the exporter or verification roles what it needs to
@@ -79,27 +66,10 @@ func (m *Main) openOutbox(ctx context.Context) error {
 // direct when this process runs the log, else through the outbox.
 func (m *Main) exportLogHooks() exporter.Events {
 	if m.runs(RoleLog) && m.DataLog != nil {
-		return m.exportEvents(m.ExportKeys)
+		return m.DataUse.ExportEvents(m.ExportKeys)
 	}
 	if m.dataUse != nil {
-		appendJSON := func(ctx context.Context, kind string, v any) error {
-			b, err := json.Marshal(v)
-			if err != nil {
-				return err
-			}
-			return m.dataUse.Append(ctx, kind, b)
-		}
-		return exporter.Events{
-			OnFilePublished: func(ctx context.Context, f exporter.FilePublished) error {
-				return appendJSON(ctx, kindFilePublished, f)
-			},
-			OnRetention: func(ctx context.Context, r exporter.RetentionResult) error {
-				return appendJSON(ctx, kindRetention, r)
-			},
-			OnRootAdded: func(ctx context.Context, r exporter.RootAdded) error {
-				return appendJSON(ctx, kindRootAdded, r)
-			},
-		}
+		return datause.QueueEvents(m.dataUse)
 	}
 	// Embedded, without the log role here: the events wait in the
 	// exporter's outbox for a process of this data directory that runs
@@ -112,32 +82,6 @@ func (m *Main) exportLogHooks() exporter.Events {
 	}
 }
 
-// handleDataUse records one outbox message in the log.
-func (m *Main) handleDataUse(ctx context.Context, msg outbox.Message) error {
-	hooks := m.exportEvents(m.ExportKeys)
-	switch msg.Kind {
-	case kindFilePublished:
-		var f exporter.FilePublished
-		if err := json.Unmarshal(msg.Body, &f); err != nil {
-			return fmt.Errorf("%s: %w", msg.Kind, err)
-		}
-		return hooks.OnFilePublished(ctx, f)
-	case kindRetention:
-		var r exporter.RetentionResult
-		if err := json.Unmarshal(msg.Body, &r); err != nil {
-			return fmt.Errorf("%s: %w", msg.Kind, err)
-		}
-		return hooks.OnRetention(ctx, r)
-	case kindRootAdded:
-		var r exporter.RootAdded
-		if err := json.Unmarshal(msg.Body, &r); err != nil {
-			return fmt.Errorf("%s: %w", msg.Kind, err)
-		}
-		return hooks.OnRootAdded(ctx, r)
-	}
-	return fmt.Errorf("%w %q", outbox.ErrUnknownKind, msg.Kind)
-}
-
 // outboxBackground relays the data-use outbox into the log, in the process
 // that runs the log role on a shared store. The consumer is named after the
 // host and data directory, so a restarted log process first finishes what
@@ -148,7 +92,7 @@ func (m *Main) outboxBackground(ctx context.Context) {
 	}
 	host, _ := os.Hostname()
 	dir, _ := filepath.Abs(m.Config.DataDir)
-	relay := &outbox.Relay{Queue: m.dataUse, Consumer: host + ":" + dir, Handle: m.handleDataUse, Log: m.Log}
+	relay := &outbox.Relay{Queue: m.dataUse, Consumer: host + ":" + dir, Handle: m.DataUse.Handler(m.ExportKeys), Log: m.Log}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()

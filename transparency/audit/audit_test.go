@@ -24,6 +24,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/tink-crypto/tink-go/v2/tink"
+	"github.com/transparency-dev/tessera/storage/posix"
 
 	"github.com/candor-en/candor/api/export"
 	"github.com/candor-en/candor/api/logentry"
@@ -78,8 +79,12 @@ func newWorld(t *testing.T) *world {
 
 func (w *world) open() {
 	w.t.Helper()
+	driver, err := posix.New(context.Background(), posix.Config{Path: w.logDir})
+	if err != nil {
+		w.t.Fatal(err)
+	}
 	l, err := transparency.Open(context.Background(), transparency.Options{
-		Dir: w.logDir, Keys: w.keys, Master: w.master, Origin: "audit.example/candor/data-use/v1",
+		Dir: w.logDir, Driver: driver, Keys: w.keys, Master: w.master, Origin: "audit.example/candor/data-use/v1",
 		BatchMaxAge: 5 * time.Millisecond, CheckpointInterval: transparency.MinCheckpointInterval,
 		Now: func() time.Time { return w.now },
 	})
