@@ -30,10 +30,17 @@ const (
 
 	// MaxSigSize bounds the export.sig that Read decompresses.
 	MaxSigSize = 1 << 20
+)
 
-	// compressionLevel trades size for speed: key bytes are random and do
-	// not compress, and phones accept any deflate stream.
-	compressionLevel = flate.BestSpeed
+// Compression levels of export files. Every phone downloads every file, so
+// Write compresses for size: the key bytes are random, but the fields
+// around them repeat, and BestCompression finds more of those repeats than
+// the archive/zip default. Files written before were compressed at
+// LegacyCompressionLevel; WriteLevel at that level rewrites them byte for
+// byte.
+const (
+	CompressionLevel       = flate.BestCompression
+	LegacyCompressionLevel = flate.BestSpeed
 )
 
 // Signer signs export files with one key.
@@ -104,6 +111,16 @@ type Written struct {
 // not modified. On error, w may hold a partial file; write to a temporary
 // file and rename it to publish atomically.
 func Write(w io.Writer, f *File, signers []Signer) (Written, error) {
+	return WriteLevel(w, f, signers, CompressionLevel)
+}
+
+// WriteLevel is Write with the entries deflated at level, a
+// compress/flate level; regenerating a file needs the level it was
+// written at.
+func WriteLevel(w io.Writer, f *File, signers []Signer, level int) (Written, error) {
+	if level < flate.HuffmanOnly || level > flate.BestCompression {
+		return Written{}, fmt.Errorf("export file: %w: compression level %d", ErrInvalid, level)
+	}
 	if len(signers) == 0 {
 		return Written{}, fmt.Errorf("export file: %w: no signers", ErrNoSignature)
 	}
@@ -147,7 +164,7 @@ func Write(w io.Writer, f *File, signers []Signer) (Written, error) {
 	hw := &hashingWriter{w: w, h: sha256.New()}
 	zw := zip.NewWriter(hw)
 	zw.RegisterCompressor(zip.Deflate, func(out io.Writer) (io.WriteCloser, error) {
-		return flate.NewWriter(out, compressionLevel)
+		return flate.NewWriter(out, level)
 	})
 	// The entries' time is the end of the key window, so that writing the
 	// same File twice gives the same zip apart from the signatures.

@@ -131,6 +131,10 @@ func syncDir(dir string) error {
 // writeZip writes f signed by signers as dir/name, atomically. check, when
 // not nil, vets the written file before it replaces name.
 func writeZip(dir, name string, f *export.File, signers []export.Signer, check func(export.Written) error) (export.Written, error) {
+	return writeZipLevel(dir, name, f, signers, export.CompressionLevel, check)
+}
+
+func writeZipLevel(dir, name string, f *export.File, signers []export.Signer, level int, check func(export.Written) error) (export.Written, error) {
 	var written export.Written
 	var c func() error
 	if check != nil {
@@ -138,11 +142,35 @@ func writeZip(dir, name string, f *export.File, signers []export.Signer, check f
 	}
 	err := writeFileAtomic(dir, name, func(w io.Writer) error {
 		var err error
-		written, err = export.Write(w, f, signers)
+		written, err = export.WriteLevel(w, f, signers, level)
 		return err
 	}, c)
 	return written, err
 }
+
+// rewriteZip regenerates dir/name from f and the recorded signatures, so
+// that the zip has the recorded SHA-256 want. A file is compressed at the
+// level of the release that wrote it, so each level files were ever written
+// at is tried, the current one first.
+func rewriteZip(dir, name string, f *export.File, signers []export.Signer, want Digest) error {
+	var err error
+	for _, level := range []int{export.CompressionLevel, export.LegacyCompressionLevel} {
+		_, err = writeZipLevel(dir, name, f, signers, level, func(wr export.Written) error {
+			if Digest(wr.ZipSHA256) != want {
+				return errZipDiffers
+			}
+			return nil
+		})
+		if !errors.Is(err, errZipDiffers) {
+			return err
+		}
+	}
+	return err
+}
+
+// errZipDiffers reports that a regenerated zip does not have the recorded
+// SHA-256.
+var errZipDiffers = errors.New("regenerated zip differs from the recorded one")
 
 // fileStat identifies a file's bytes cheaply: a file verified once is not
 // hashed again while its size, modification time and inode stay the same.
