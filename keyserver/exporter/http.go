@@ -152,8 +152,23 @@ func (h *Handler) serveZip(c echo.Context, root, file string) error {
 	hdr.Set(echo.HeaderContentType, "application/zip")
 	hdr.Set(echo.HeaderCacheControl, cacheImmutable)
 	hdr.Set("ETag", `"`+want.String()+`"`)
-	http.ServeContent(c.Response(), c.Request(), file, st.mtime, f)
+	http.ServeContent(sendfileWriter{c.Response()}, c.Request(), file, st.mtime, f)
 	return nil
+}
+
+// sendfileWriter is an echo response that passes ReadFrom on to the
+// connection's writer, so that http.ServeContent copies a file with
+// sendfile(2) rather than through a buffer (echo.Response has no ReadFrom).
+// Status and size are kept as echo.Response.Write keeps them.
+type sendfileWriter struct{ *echo.Response }
+
+func (w sendfileWriter) ReadFrom(r io.Reader) (int64, error) {
+	if !w.Committed {
+		w.WriteHeader(http.StatusOK)
+	}
+	n, err := io.Copy(w.Writer, r)
+	w.Size += n
+	return n, err
 }
 
 // unavailable answers for a listed file that is missing, damaged or not
