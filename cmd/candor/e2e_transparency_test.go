@@ -152,7 +152,7 @@ func TestE2ETransparency(t *testing.T) {
 	t.Run("exports", func(t *testing.T) {
 		entries, ok := e2eAwaitEntries(t, s.url, 5*time.Second, ofType(logentry.TypeExportPublished))
 		if !ok {
-			t.Skip("no export.published entry: the exporter's events are not wired to the log yet (exporter.Options.Events: m.exportEvents(m.ExportKeys))")
+			t.Skip("no export.published entry: the exporter's events are not wired to the log yet (exporter.Options.Events: m.DataUse.ExportEvents(m.ExportKeys))")
 		}
 		keyAt, fileAt := -1, -1
 		for i, e := range entries {
