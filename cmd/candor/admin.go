@@ -7,6 +7,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/candor-en/candor/internal/operator"
 )
 
 // adminCommand is one `candor admin <subject> <verb>` command.
@@ -39,7 +41,7 @@ func runAdmin(ctx context.Context, args []string, io IO) error {
 func adminAuthorityAdd(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin authority add", "Trust a health authority's verification certificates, by public key or JWKS URL.", io.Err)
 	tgt := targetFlags(fs)
-	var req authorityAddRequest
+	var req operator.AuthorityAddRequest
 	fs.StringVar(&req.Issuer, "issuer", "", "certificate issuer (iss) of the authority")
 	fs.StringVar(&req.Audience, "audience", "", "certificate audience (aud) the key server expects")
 	fs.StringVar(&req.Name, "name", "", "display name")
@@ -56,7 +58,7 @@ func adminAuthorityAdd(ctx context.Context, args []string, io IO) error {
 		}
 		req.PublicKeyPEM = string(b)
 	}
-	var resp authorityAddResponse
+	var resp operator.AuthorityAddResponse
 	if err := tgt.call(ctx, "authority.add", req, &resp); err != nil {
 		return err
 	}
@@ -71,7 +73,7 @@ func adminAuthorityAdd(ctx context.Context, args []string, io IO) error {
 func adminAppAdd(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin app add", "Allow an app (healthAuthorityID) to publish with certificates of an authority.", io.Err)
 	tgt := targetFlags(fs)
-	var req appAddRequest
+	var req operator.AppAddRequest
 	fs.StringVar(&req.ID, "id", "", "healthAuthorityID the app sends, e.g. com.example.app")
 	fs.StringVar(&req.Authority, "authority", "", "issuer of an authority added with `admin authority add`")
 	fs.StringVar(&req.Region, "region", "", "region the app's keys are exported under, e.g. US-WA")

@@ -13,8 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/candor-en/candor/internal/web"
-	"github.com/candor-en/candor/keyserver"
+	"github.com/candor-en/candor/internal/operator"
 	"github.com/candor-en/candor/keyserver/exporter"
 )
 
@@ -166,230 +165,6 @@ func (m *Main) exportBackground(ctx context.Context) {
 	m.every(ctx, m.keyMaintenanceInterval(time.Hour), "export key reload", m.ExportKeys.Reload)
 }
 
-// exportOps are the export role's operator commands.
-func exportOps() map[string]opFunc {
-	return map[string]opFunc{
-		"export.add":        opExportAdd,
-		"export.list":       opExportList,
-		"export.key.add":    opExportKeyAdd,
-		"export.key.retire": opExportKeyRetire,
-		"export.keys":       opExportKeys,
-		"export.run":        opExportRun,
-	}
-}
-
-// exportAddRequest is a new export configuration; durations are Go
-// duration strings ("1h").
-type exportAddRequest struct {
-	Root             string   `json:"root"`
-	Region           string   `json:"region"`
-	InputRegions     []string `json:"inputRegions,omitempty"`
-	IncludeTravelers bool     `json:"includeTravelers,omitempty"`
-	Period           string   `json:"period,omitempty"`
-	MinWindowAge     string   `json:"minWindowAge,omitempty"`
-	MinKeys          int      `json:"minKeys,omitempty"`
-	MaxKeysPerFile   int      `json:"maxKeysPerFile,omitempty"`
-	KeyID            string   `json:"keyId"`
-	KeyVersion       string   `json:"keyVersion"`
-}
-
-type exportConfigResponse struct {
-	Config  *exporter.Config        `json:"config"`
-	Created bool                    `json:"created"`
-	Keys    []exporter.PublishedKey `json:"keys"`
-}
-
-func parseDuration(name, s string) (time.Duration, error) {
-	if s == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, opError{fmt.Sprintf("--%s: %v", name, err)}
-	}
-	return d, nil
-}
-
-func opExportAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req exportAddRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	if req.Root == "" || req.Region == "" || req.KeyID == "" || req.KeyVersion == "" {
-		return nil, opError{"--root, --region, --key-id and --key-version are required"}
-	}
-	period, err := parseDuration("period", req.Period)
-	if err != nil {
-		return nil, err
-	}
-	age, err := parseDuration("min-window-age", req.MinWindowAge)
-	if err != nil {
-		return nil, err
-	}
-	c := exporter.Config{
-		Root: req.Root, Region: req.Region, InputRegions: req.InputRegions, IncludeTravelers: req.IncludeTravelers,
-		Period: period, MinWindowAge: age, MinKeys: req.MinKeys, MaxKeysPerFile: req.MaxKeysPerFile,
-		SignatureInfos: []exporter.SignatureInfo{{KeyID: req.KeyID, KeyVersion: req.KeyVersion}},
-	}
-	out, created, err := exporter.AddConfig(ctx, m.ExportStore, m.ExportKeys, c, m.Config.now())
-	if err != nil {
-		return nil, opError{err.Error()}
-	}
-	keys, err := m.Exporter.PublicKeys(ctx, out.Root)
-	if err != nil {
-		return nil, err
-	}
-	return exportConfigResponse{Config: out, Created: created, Keys: keys}, nil
-}
-
-func opExportList(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	configs, err := m.ExportStore.ExportConfigs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if configs == nil {
-		configs = []*exporter.Config{}
-	}
-	return configs, nil
-}
-
-// exportKeyRequest names a signing key of a configuration.
-type exportKeyRequest struct {
-	Root       string `json:"root"`
-	KeyID      string `json:"keyId,omitempty"`
-	KeyVersion string `json:"keyVersion,omitempty"`
-	// At, for retire, is when the key stops signing (RFC 3339); now when
-	// empty.
-	At string `json:"at,omitempty"`
-}
-
-func opExportKeyAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req exportKeyRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	if req.Root == "" || req.KeyID == "" || req.KeyVersion == "" {
-		return nil, opError{"--root, --key-id and --key-version are required"}
-	}
-	c, _, err := exporter.AddSignatureInfo(ctx, m.ExportStore, m.ExportKeys, req.Root, req.KeyID, req.KeyVersion, m.Config.now())
-	if err != nil {
-		return nil, opError{err.Error()}
-	}
-	keys, err := m.Exporter.PublicKeys(ctx, c.Root)
-	if err != nil {
-		return nil, err
-	}
-	return exportConfigResponse{Config: c, Keys: keys}, nil
-}
-
-func opExportKeyRetire(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req exportKeyRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	if req.Root == "" || req.KeyID == "" || req.KeyVersion == "" {
-		return nil, opError{"--root, --key-id and --key-version are required"}
-	}
-	var at time.Time
-	if req.At != "" {
-		var err error
-		if at, err = time.Parse(time.RFC3339, req.At); err != nil {
-			return nil, opError{"--at: " + err.Error()}
-		}
-	}
-	c, err := exporter.RetireSignatureInfo(ctx, m.ExportStore, req.Root, req.KeyID, req.KeyVersion, at, m.Config.now())
-	if err != nil {
-		return nil, opError{err.Error()}
-	}
-	keys, err := m.Exporter.PublicKeys(ctx, c.Root)
-	if err != nil {
-		return nil, err
-	}
-	return exportConfigResponse{Config: c, Keys: keys}, nil
-}
-
-func opExportKeys(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req exportKeyRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	keys, err := m.Exporter.PublicKeys(ctx, req.Root)
-	if errors.Is(err, keyserver.ErrNotFound) {
-		return nil, opError{fmt.Sprintf("no export configuration %q", req.Root)}
-	}
-	if err != nil {
-		return nil, err
-	}
-	if keys == nil {
-		keys = []exporter.PublishedKey{}
-	}
-	return keys, nil
-}
-
-// exportRunRequest asks for one export pass.
-type exportRunRequest struct {
-	// Now (RFC 3339) runs the pass as if at that time; the server's clock
-	// when empty.
-	Now string `json:"now,omitempty"`
-	// AllowFuture accepts a Now after the server's clock.
-	AllowFuture bool `json:"allowFuture,omitempty"`
-	// Retain also runs retention.
-	Retain bool `json:"retain,omitempty"`
-	// Retention (a Go duration) is the retention period when no server
-	// runs; a running server uses its own --retention.
-	Retention string `json:"retention,omitempty"`
-}
-
-type exportRunResponse struct {
-	Pass      *exporter.PassResult      `json:"pass"`
-	Retention *exporter.RetentionResult `json:"retention,omitempty"`
-	Errors    []string                  `json:"errors,omitempty"`
-}
-
-func opExportRun(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req exportRunRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	now := m.Config.now()
-	if req.Now != "" {
-		t, err := time.Parse(time.RFC3339, req.Now)
-		if err != nil {
-			return nil, opError{"--now: " + err.Error()}
-		}
-		if t.After(now.Add(time.Minute)) && !req.AllowFuture {
-			return nil, opError{"--now is in the future: windows still open would be exported and keys published into them later never would; add --allow-future (tests and demos only)"}
-		}
-		now = t
-	}
-	x := m.Exporter
-	if req.Retention != "" && m.http == nil { // no server: this process decides
-		d, err := parseDuration("retention", req.Retention)
-		if err != nil {
-			return nil, err
-		}
-		if x, err = m.newExporter(d, false); err != nil {
-			return nil, opError{err.Error()}
-		}
-	}
-	resp := exportRunResponse{}
-	var errs []string
-	pass, err := x.PassAt(ctx, now)
-	resp.Pass = pass
-	if err != nil {
-		errs = append(errs, err.Error())
-	}
-	if req.Retain {
-		r, err := x.RetainAt(ctx, now)
-		resp.Retention = &r
-		if err != nil {
-			errs = append(errs, err.Error())
-		}
-	}
-	resp.Errors = errs
-	return resp, nil
-}
-
 // exportAdminCommands are the role's `candor admin` commands.
 func exportAdminCommands() map[string]adminCommand {
 	return map[string]adminCommand{
@@ -404,7 +179,7 @@ func exportAdminCommands() map[string]adminCommand {
 func adminExportAdd(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin export add", "Add an export configuration: the files of one root, their windows, regions, padding, split and signing key. Prints the signing key's public key, which app developers register with the phone platforms.", io.Err)
 	tgt := targetFlags(fs)
-	var req exportAddRequest
+	var req operator.ExportAddRequest
 	var regions stringList
 	fs.StringVar(&req.Root, "root", "", "file root: files go to <data>/exports/<root>/ and are served under /exports/<root>/")
 	fs.StringVar(&req.Region, "region", "", "region written into the files, e.g. 310 or US-WA")
@@ -420,7 +195,7 @@ func adminExportAdd(ctx context.Context, args []string, io IO) error {
 		return err
 	}
 	req.InputRegions = regions
-	var resp exportConfigResponse
+	var resp operator.ExportConfigResponse
 	if err := tgt.call(ctx, "export.add", req, &resp); err != nil {
 		return err
 	}
@@ -499,7 +274,7 @@ func printJSON(io IO, raw json.RawMessage) error {
 	return err
 }
 
-func keyFlags(fs *flag.FlagSet, req *exportKeyRequest) *opTarget {
+func keyFlags(fs *flag.FlagSet, req *operator.ExportKeyRequest) *opTarget {
 	tgt := targetFlags(fs)
 	fs.StringVar(&req.Root, "root", "", "export configuration root")
 	fs.StringVar(&req.KeyID, "key-id", "", "verification key id")
@@ -509,12 +284,12 @@ func keyFlags(fs *flag.FlagSet, req *exportKeyRequest) *opTarget {
 
 func adminExportRotateKey(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin export rotate-key", "Start a signing-key rotation: create a new key (id, version) that signs every new file next to the current ones. Register its public key with the platforms, then retire the old key with `admin export retire-key`.", io.Err)
-	var req exportKeyRequest
+	var req operator.ExportKeyRequest
 	tgt := keyFlags(fs, &req)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var resp exportConfigResponse
+	var resp operator.ExportConfigResponse
 	if err := tgt.call(ctx, "export.key.add", req, &resp); err != nil {
 		return err
 	}
@@ -525,13 +300,13 @@ func adminExportRotateKey(ctx context.Context, args []string, io IO) error {
 
 func adminExportRetireKey(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin export retire-key", "End a signing-key rotation: the key stops signing new files (now, or at --at). Its public key stays published for the retention period.", io.Err)
-	var req exportKeyRequest
+	var req operator.ExportKeyRequest
 	tgt := keyFlags(fs, &req)
 	fs.StringVar(&req.At, "at", "", "when the key stops signing, RFC 3339 (default now)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var resp exportConfigResponse
+	var resp operator.ExportConfigResponse
 	if err := tgt.call(ctx, "export.key.retire", req, &resp); err != nil {
 		return err
 	}
@@ -543,7 +318,7 @@ func adminExportRetireKey(ctx context.Context, args []string, io IO) error {
 func adminExportKeys(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin export keys", "Print the public signing keys of an export configuration as JSON, as GET /exports/<root>/keys serves them.", io.Err)
 	tgt := targetFlags(fs)
-	var req exportKeyRequest
+	var req operator.ExportKeyRequest
 	fs.StringVar(&req.Root, "root", "", "export configuration root")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -567,7 +342,7 @@ func runExport(ctx context.Context, args []string, io IO) error {
 	}
 	fs := newFlagSet("export run", "Run one export pass: export every window that is due, regenerate missing or damaged files, rewrite index.txt, deliver events. Goes through the running server when there is one.", io.Err)
 	tgt := targetFlags(fs)
-	var req exportRunRequest
+	var req operator.ExportRunRequest
 	fs.StringVar(&req.Now, "now", "", "run as if at this time (RFC 3339), for tests and demos")
 	fs.BoolVar(&req.AllowFuture, "allow-future", false, "accept a --now in the future: exports windows still open, whose later keys are then never exported (tests and demos only)")
 	fs.BoolVar(&req.Retain, "retain", false, "also delete keys and files past the retention period")
@@ -575,7 +350,7 @@ func runExport(ctx context.Context, args []string, io IO) error {
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	var resp exportRunResponse
+	var resp operator.ExportRunResponse
 	if err := tgt.call(ctx, "export.run", req, &resp); err != nil {
 		return err
 	}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -15,10 +13,9 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/candor-en/candor/internal/web"
+	"github.com/candor-en/candor/internal/operator"
 	"github.com/candor-en/candor/keyset"
 	"github.com/candor-en/candor/ui"
-	"github.com/candor-en/candor/verification"
 	"github.com/candor-en/candor/verification/account"
 )
 
@@ -142,147 +139,6 @@ func (m *Main) ensureFirstAdmin(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
-// ---- Operator commands ----
-
-func uiOps() map[string]opFunc {
-	return map[string]opFunc{
-		"user.add":            opUserAdd,
-		"user.list":           opUserList,
-		"user.reset-password": opUserResetPassword,
-		"user.disable":        opUserDisable,
-		"user.enable":         opUserDisable,
-	}
-}
-
-type userRequest struct {
-	Email string `json:"email"`
-	Name  string `json:"name,omitempty"`
-	Realm string `json:"realm,omitempty"`
-	Role  string `json:"role,omitempty"`
-	// Disable is set by user.disable, cleared by user.enable.
-	Disable bool `json:"disable,omitempty"`
-}
-
-// userInfo is a user as operator commands show it: never a hash or secret.
-type userInfo struct {
-	Email      string            `json:"email"`
-	Name       string            `json:"name,omitempty"`
-	Realms     map[string]string `json:"realms,omitempty"`
-	System     bool              `json:"system,omitempty"`
-	Disabled   bool              `json:"disabled,omitempty"`
-	MustChange bool              `json:"mustChangePassword,omitempty"`
-	TOTP       bool              `json:"totp,omitempty"`
-	// Invited are the realms that invited the account, with the role
-	// offered, until the person answers.
-	Invited map[string]string `json:"invited,omitempty"`
-	// Password is a one-time password, set only by user.add (for a new
-	// user) and user.reset-password.
-	Password string `json:"password,omitempty"`
-}
-
-func newUserInfo(u *account.User) userInfo {
-	info := userInfo{Email: u.Email, Name: u.Name, System: u.System, Disabled: u.Disabled, MustChange: u.MustChangePassword, TOTP: u.HasTOTP()}
-	if len(u.Realms) > 0 {
-		info.Realms = map[string]string{}
-		for r, role := range u.Realms {
-			info.Realms[r] = string(role)
-		}
-	}
-	for r, inv := range u.Invitations {
-		if info.Invited == nil {
-			info.Invited = map[string]string{}
-		}
-		info.Invited[r] = string(inv.Role)
-	}
-	return info
-}
-
-// accountOpError turns the account service's errors the operator can fix
-// into opErrors.
-func accountOpError(err error) error {
-	var ie *account.InputError
-	if errors.As(err, &ie) || errors.Is(err, account.ErrNotFound) || errors.Is(err, account.ErrForbidden) {
-		return opError{err.Error()}
-	}
-	return err
-}
-
-func opUserAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req userRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	nu := account.NewUser{Email: req.Email, Name: req.Name}
-	switch req.Role {
-	case "system":
-		nu.System = true
-	case string(account.RoleWorker), string(account.RoleAdmin):
-		if req.Realm == "" {
-			return nil, opError{"--realm is required for the worker and admin roles"}
-		}
-		if _, err := m.Verification.Realm(ctx, req.Realm); err != nil {
-			if errors.Is(err, verification.ErrNotFound) {
-				return nil, opError{fmt.Sprintf("there is no realm %s", req.Realm)}
-			}
-			return nil, err
-		}
-		nu.Realm, nu.Role = req.Realm, account.Role(req.Role)
-	default:
-		return nil, opError{"--role: want worker, admin or system"}
-	}
-	u, otp, err := m.Accounts.AddUser(ctx, account.Operator(), nu)
-	if err != nil {
-		return nil, accountOpError(err)
-	}
-	info := newUserInfo(u)
-	info.Password = otp
-	return info, nil
-}
-
-func opUserList(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req userRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	users, err := m.Accounts.AllUsers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := []userInfo{}
-	for _, u := range users {
-		if _, ok := u.Realms[req.Realm]; req.Realm == "" || ok {
-			out = append(out, newUserInfo(u))
-		}
-	}
-	return out, nil
-}
-
-func opUserResetPassword(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req userRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	u, otp, err := m.Accounts.ResetPasswordByEmail(ctx, req.Email)
-	if err != nil {
-		return nil, accountOpError(err)
-	}
-	info := newUserInfo(u)
-	info.Password = otp
-	return info, nil
-}
-
-func opUserDisable(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req userRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	u, err := m.Accounts.SetDisabledByEmail(ctx, req.Email, req.Disable)
-	if err != nil {
-		return nil, accountOpError(err)
-	}
-	return newUserInfo(u), nil
-}
-
 // ---- `candor admin user …` ----
 
 func uiAdminCommands() map[string]adminCommand {
@@ -298,7 +154,7 @@ func uiAdminCommands() map[string]adminCommand {
 func adminUserAdd(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin user add", "Add a web UI account to a realm (or a system admin). A new account's one-time password is printed alone on stdout, only this once; at first sign-in the user chooses their own.", io.Err)
 	tgt := targetFlags(fs)
-	var req userRequest
+	var req operator.UserAddRequest
 	fs.StringVar(&req.Email, "email", "", "email address, the sign-in name")
 	fs.StringVar(&req.Name, "name", "", "the person's name (optional)")
 	fs.StringVar(&req.Realm, "realm", "", "realm the user works in (not for --role system)")
@@ -306,7 +162,7 @@ func adminUserAdd(ctx context.Context, args []string, io IO) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var resp userInfo
+	var resp operator.UserInfo
 	if err := tgt.call(ctx, "user.add", req, &resp); err != nil {
 		return err
 	}
@@ -322,12 +178,12 @@ func adminUserAdd(ctx context.Context, args []string, io IO) error {
 func adminUserList(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin user list", "List the web UI accounts (all, or a realm's).", io.Err)
 	tgt := targetFlags(fs)
-	var req userRequest
+	var req operator.UserRequest
 	fs.StringVar(&req.Realm, "realm", "", "only this realm's users")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var resp []userInfo
+	var resp []operator.UserInfo
 	if err := tgt.call(ctx, "user.list", req, &resp); err != nil {
 		return err
 	}
@@ -362,12 +218,12 @@ func adminUserList(ctx context.Context, args []string, io IO) error {
 func adminUserResetPassword(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin user reset-password", "Give a web UI account a new one-time password (printed alone on stdout), remove its second factor and sign it out everywhere.", io.Err)
 	tgt := targetFlags(fs)
-	var req userRequest
+	var req operator.UserRequest
 	fs.StringVar(&req.Email, "email", "", "email address of the account")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var resp userInfo
+	var resp operator.UserInfo
 	if err := tgt.call(ctx, "user.reset-password", req, &resp); err != nil {
 		return err
 	}
@@ -383,12 +239,12 @@ func adminUserDisable(ctx context.Context, args []string, io IO, disable bool) e
 	}
 	fs := newFlagSet("admin user "+verb, "Disable (and sign out everywhere) or enable a web UI account.", io.Err)
 	tgt := targetFlags(fs)
-	req := userRequest{Disable: disable}
+	req := operator.UserRequest{Disable: disable}
 	fs.StringVar(&req.Email, "email", "", "email address of the account")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var resp userInfo
+	var resp operator.UserInfo
 	if err := tgt.call(ctx, op, req, &resp); err != nil {
 		return err
 	}

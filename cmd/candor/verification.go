@@ -16,7 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/candor-en/candor/api"
-	"github.com/candor-en/candor/internal/web"
+	"github.com/candor-en/candor/internal/operator"
 	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/verification"
 )
@@ -274,278 +274,6 @@ func (m *Main) ensureDemoRealm(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
-// ---- Operator commands (run on the server, see ops.go) ----
-
-// verificationOps are the verification role's operator commands.
-func verificationOps() map[string]opFunc {
-	return map[string]opFunc{
-		"realm.add":        opRealmAdd,
-		"realm.set":        opRealmSet,
-		"realm.list":       opRealmList,
-		"realm.rotate-key": opRealmRotateKey,
-		"realm.stats":      opRealmStats,
-		"apikey.add":       opAPIKeyAdd,
-		"apikey.list":      opAPIKeyList,
-		"apikey.revoke":    opAPIKeyRevoke,
-	}
-}
-
-// realmPolicy are the realm settings an operator may give; nil leaves a
-// setting at its default (add) or as it is (set).
-type realmPolicy struct {
-	CertificateIssuer   *string        `json:"certificateIssuer,omitempty"`
-	CertificateAudience *string        `json:"certificateAudience,omitempty"`
-	CertificateLifetime *time.Duration `json:"certificateLifetime,omitempty"`
-	AppID               *string        `json:"appID,omitempty"`
-	ShortCodeLength     *int           `json:"shortCodeLength,omitempty"`
-	ShortCodeLifetime   *time.Duration `json:"shortCodeLifetime,omitempty"`
-	LongCodeLength      *int           `json:"longCodeLength,omitempty"`
-	LongCodeLifetime    *time.Duration `json:"longCodeLifetime,omitempty"`
-	TestTypes           []string       `json:"testTypes,omitempty"`
-	DailyQuota          *int           `json:"dailyQuota,omitempty"`
-	RequireDate         *bool          `json:"requireDate,omitempty"`
-	Maintenance         *bool          `json:"maintenance,omitempty"`
-}
-
-func (p *realmPolicy) apply(r *verification.Realm) {
-	set := func(dst *string, v *string) {
-		if v != nil {
-			*dst = *v
-		}
-	}
-	set(&r.CertificateIssuer, p.CertificateIssuer)
-	set(&r.CertificateAudience, p.CertificateAudience)
-	set(&r.AppID, p.AppID)
-	if p.CertificateLifetime != nil {
-		r.CertificateLifetime = *p.CertificateLifetime
-	}
-	if p.ShortCodeLength != nil {
-		r.ShortCodeLength = *p.ShortCodeLength
-	}
-	if p.ShortCodeLifetime != nil {
-		r.ShortCodeLifetime = *p.ShortCodeLifetime
-	}
-	if p.LongCodeLength != nil {
-		r.LongCodeLength = *p.LongCodeLength
-	}
-	if p.LongCodeLifetime != nil {
-		r.LongCodeLifetime = *p.LongCodeLifetime
-	}
-	if len(p.TestTypes) > 0 {
-		r.TestTypes = p.TestTypes
-	}
-	if p.DailyQuota != nil {
-		r.DailyQuota = *p.DailyQuota
-	}
-	if p.RequireDate != nil {
-		r.RequireDate = *p.RequireDate
-	}
-	if p.Maintenance != nil {
-		r.Maintenance = *p.Maintenance
-	}
-}
-
-type realmRequest struct {
-	Name   string `json:"name"`
-	Region string `json:"region,omitempty"`
-	realmPolicy
-}
-
-// realmInfo is a realm as the operator commands show it.
-type realmInfo struct {
-	verification.Realm
-	JWKSURL string `json:"jwksURL"`
-	// BruteForceBound bounds the chance that clients with one API key, from
-	// any number of addresses, guess a given short code within its lifetime.
-	BruteForceBound float64 `json:"bruteForceBound"`
-}
-
-func (m *Main) realmInfo(r *verification.Realm) realmInfo {
-	return realmInfo{Realm: *r, JWKSURL: m.publicURL() + api.JWKSPathPrefix + r.Name, BruteForceBound: verification.BruteForceBound(r, m.Verification.KeyLimiter())}
-}
-
-func opRealmAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req realmRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	if req.Name == "" || req.Region == "" {
-		return nil, opError{"--name and --region are required"}
-	}
-	r := verification.Realm{Name: req.Name, Region: req.Region, DailyQuota: verification.DefaultDailyQuota}
-	req.apply(&r)
-	r.Maintenance = false
-	realm, err := m.addRealm(ctx, r)
-	if err != nil {
-		return nil, opError{err.Error()}
-	}
-	return m.realmInfo(realm), nil
-}
-
-func opRealmSet(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req realmRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	if req.Name == "" {
-		return nil, opError{"--name is required"}
-	}
-	if req.Region != "" {
-		return nil, opError{"the region of a realm cannot change"}
-	}
-	realm, err := m.Verification.UpdateRealm(ctx, req.Name, func(r *verification.Realm) error {
-		req.apply(r)
-		return nil
-	})
-	if err != nil {
-		return nil, opError{err.Error()}
-	}
-	if err := m.trustRealm(ctx, realm); err != nil {
-		return nil, err
-	}
-	return m.realmInfo(realm), nil
-}
-
-func opRealmList(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	realms, err := m.Verification.Realms(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]realmInfo, 0, len(realms))
-	for _, r := range realms {
-		out = append(out, m.realmInfo(r))
-	}
-	return out, nil
-}
-
-func opRealmRotateKey(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req realmRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	if err := m.Verification.RotateCertificateKey(ctx, req.Name); err != nil {
-		if errors.Is(err, verification.ErrNotFound) {
-			return nil, opError{err.Error()}
-		}
-		return nil, err
-	}
-	r, err := m.Verification.Realm(ctx, req.Name)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.trustRealm(ctx, r); err != nil {
-		return nil, err
-	}
-	keys, err := m.Verification.CertificateKeys(ctx, req.Name)
-	if err != nil {
-		return nil, err
-	}
-	var versions []string
-	for _, k := range keys {
-		versions = append(versions, k.Version)
-	}
-	return map[string]any{"realm": req.Name, "keys": versions}, nil
-}
-
-type realmStatsRequest struct {
-	Name string `json:"name"`
-	Days int    `json:"days"`
-}
-
-func opRealmStats(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req realmStatsRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	if _, err := m.Verification.Realm(ctx, req.Name); err != nil {
-		return nil, opError{err.Error()}
-	}
-	now := m.Config.now()
-	days := max(req.Days, 1)
-	st, err := m.Verification.Stats(ctx, req.Name, now.AddDate(0, 0, 1-days), now)
-	if err != nil {
-		return nil, err
-	}
-	if st == nil {
-		st = []verification.DayStats{}
-	}
-	return st, nil
-}
-
-type apiKeyRequest struct {
-	Realm string `json:"realm"`
-	Kind  string `json:"kind,omitempty"`
-	Name  string `json:"name,omitempty"`
-	ID    string `json:"id,omitempty"`
-}
-
-type apiKeyInfo struct {
-	ID        string    `json:"id"`
-	Realm     string    `json:"realm"`
-	Kind      string    `json:"kind"`
-	Name      string    `json:"name,omitempty"`
-	CreatedAt time.Time `json:"createdAt"`
-	RevokedAt time.Time `json:"revokedAt,omitzero"`
-	// Secret is set only in the answer to apikey.add.
-	Secret string `json:"secret,omitempty"`
-}
-
-func newAPIKeyInfo(k *verification.APIKey) apiKeyInfo {
-	return apiKeyInfo{ID: k.ID, Realm: k.Realm, Kind: string(k.Kind), Name: k.Name, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt}
-}
-
-func opAPIKeyAdd(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req apiKeyRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	kind, err := verification.ParseAPIKeyKind(req.Kind)
-	if err != nil {
-		return nil, opError{"--kind: " + err.Error()}
-	}
-	secret, k, err := m.Verification.CreateAPIKey(ctx, req.Realm, kind, req.Name)
-	if err != nil {
-		if errors.Is(err, verification.ErrNotFound) {
-			return nil, opError{err.Error()}
-		}
-		return nil, err
-	}
-	info := newAPIKeyInfo(k)
-	info.Secret = secret
-	return info, nil
-}
-
-func opAPIKeyList(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req apiKeyRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	keys, err := m.Verification.APIKeys(ctx, req.Realm)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]apiKeyInfo, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, newAPIKeyInfo(k))
-	}
-	return out, nil
-}
-
-func opAPIKeyRevoke(ctx context.Context, m *Main, raw json.RawMessage) (any, error) {
-	var req apiKeyRequest
-	if err := web.UnmarshalStrict(raw, &req); err != nil {
-		return nil, opError{err.Error()}
-	}
-	k, err := m.Verification.RevokeAPIKey(ctx, req.Realm, req.ID)
-	if err != nil {
-		if errors.Is(err, verification.ErrNotFound) {
-			return nil, opError{fmt.Sprintf("realm %s has no API key %s", req.Realm, req.ID)}
-		}
-		return nil, err
-	}
-	return newAPIKeyInfo(k), nil
-}
-
 // ---- `candor admin` commands ----
 
 // verificationAdminCommands are the role's `candor admin` commands.
@@ -592,8 +320,8 @@ func newPolicyFlags(fs *flag.FlagSet, withMaintenance bool) *policyFlags {
 }
 
 // policy returns the settings whose flags were given on the command line.
-func (p *policyFlags) policy() realmPolicy {
-	var rp realmPolicy
+func (p *policyFlags) policy() operator.RealmPolicy {
+	var rp operator.RealmPolicy
 	p.fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "issuer":
@@ -627,7 +355,7 @@ func (p *policyFlags) policy() realmPolicy {
 	return rp
 }
 
-func printRealm(w io.Writer, r realmInfo) {
+func printRealm(w io.Writer, r operator.RealmInfo) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "realm\t%s\n", r.Name)
 	fmt.Fprintf(tw, "  region\t%s\n", r.Region)
@@ -653,15 +381,15 @@ func printRealm(w io.Writer, r realmInfo) {
 func adminRealmAdd(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin realm add", "Add a verification realm (a health authority that issues codes) and trust it in the built-in key server.", io.Err)
 	tgt := targetFlags(fs)
-	var req realmRequest
+	var req operator.RealmAddRequest
 	fs.StringVar(&req.Name, "name", "", "realm name: lower-case letters, digits, dashes")
 	fs.StringVar(&req.Region, "region", "", "region its uploads are exported under, e.g. US-WA")
 	pf := newPolicyFlags(fs, false)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	req.realmPolicy = pf.policy()
-	var resp realmInfo
+	req.RealmPolicy = pf.policy()
+	var resp operator.RealmInfo
 	if err := tgt.call(ctx, "realm.add", req, &resp); err != nil {
 		return err
 	}
@@ -672,14 +400,14 @@ func adminRealmAdd(ctx context.Context, args []string, io IO) error {
 func adminRealmSet(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin realm set", "Change a realm's policy; only the flags given change.", io.Err)
 	tgt := targetFlags(fs)
-	var req realmRequest
+	var req operator.RealmSetRequest
 	fs.StringVar(&req.Name, "name", "", "realm name")
 	pf := newPolicyFlags(fs, true)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	req.realmPolicy = pf.policy()
-	var resp realmInfo
+	req.RealmPolicy = pf.policy()
+	var resp operator.RealmInfo
 	if err := tgt.call(ctx, "realm.set", req, &resp); err != nil {
 		return err
 	}
@@ -693,7 +421,7 @@ func adminRealmList(ctx context.Context, args []string, io IO) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var resp []realmInfo
+	var resp []operator.RealmInfo
 	if err := tgt.call(ctx, "realm.list", struct{}{}, &resp); err != nil {
 		return err
 	}
@@ -706,15 +434,12 @@ func adminRealmList(ctx context.Context, args []string, io IO) error {
 func adminRealmRotateKey(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin realm rotate-key", "Make a new certificate signing key primary for a realm. The old key stays published (JWKS) until its certificates have expired.", io.Err)
 	tgt := targetFlags(fs)
-	var req realmRequest
+	var req operator.RealmRequest
 	fs.StringVar(&req.Name, "name", "", "realm name")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var resp struct {
-		Realm string
-		Keys  []string
-	}
+	var resp operator.RealmKeys
 	if err := tgt.call(ctx, "realm.rotate-key", req, &resp); err != nil {
 		return err
 	}
@@ -725,7 +450,7 @@ func adminRealmRotateKey(ctx context.Context, args []string, io IO) error {
 func adminRealmStats(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin realm stats", "Print a realm's statistics per UTC day.", io.Err)
 	tgt := targetFlags(fs)
-	var req realmStatsRequest
+	var req operator.RealmStatsRequest
 	fs.StringVar(&req.Name, "name", "", "realm name")
 	fs.IntVar(&req.Days, "days", 7, "how many UTC days up to today")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -750,14 +475,14 @@ func adminRealmStats(ctx context.Context, args []string, io IO) error {
 func adminAPIKeyAdd(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin apikey add", "Create an API key for a realm. Only the key is printed on stdout, and only this once: it is stored as a hash.", io.Err)
 	tgt := targetFlags(fs)
-	var req apiKeyRequest
+	var req operator.APIKeyAddRequest
 	fs.StringVar(&req.Realm, "realm", "", "realm name")
 	fs.StringVar(&req.Kind, "kind", "", "device (for the app: /api/verify, /api/certificate) or admin (for issuing: /api/issue, …)")
 	fs.StringVar(&req.Name, "name", "", "label, e.g. \"Android app\"")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var resp apiKeyInfo
+	var resp operator.APIKeyInfo
 	if err := tgt.call(ctx, "apikey.add", req, &resp); err != nil {
 		return err
 	}
@@ -769,12 +494,12 @@ func adminAPIKeyAdd(ctx context.Context, args []string, io IO) error {
 func adminAPIKeyList(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin apikey list", "List a realm's API keys (never their secrets).", io.Err)
 	tgt := targetFlags(fs)
-	var req apiKeyRequest
+	var req operator.APIKeyRequest
 	fs.StringVar(&req.Realm, "realm", "", "realm name")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var resp []apiKeyInfo
+	var resp []operator.APIKeyInfo
 	if err := tgt.call(ctx, "apikey.list", req, &resp); err != nil {
 		return err
 	}
@@ -793,13 +518,13 @@ func adminAPIKeyList(ctx context.Context, args []string, io IO) error {
 func adminAPIKeyRevoke(ctx context.Context, args []string, io IO) error {
 	fs := newFlagSet("admin apikey revoke", "Revoke a realm's API key at once.", io.Err)
 	tgt := targetFlags(fs)
-	var req apiKeyRequest
+	var req operator.APIKeyRequest
 	fs.StringVar(&req.Realm, "realm", "", "realm name")
 	fs.StringVar(&req.ID, "id", "", "key id, from `candor admin apikey list`")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var resp apiKeyInfo
+	var resp operator.APIKeyInfo
 	if err := tgt.call(ctx, "apikey.revoke", req, &resp); err != nil {
 		return err
 	}
