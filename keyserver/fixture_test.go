@@ -167,7 +167,7 @@ func (f *fixture) request(keys []api.ExposureKey, o certOpts) *api.Publish {
 
 func (f *fixture) count() int {
 	n := 0
-	f.store.ExposuresCreated(context.Background(), time.Unix(0, 0), f.now.Add(100*24*time.Hour), func(*keyserver.Exposure) error { n++; return nil })
+	f.store.ScanExportExposures(context.Background(), false, time.Unix(0, 0), f.now.Add(100*24*time.Hour), func(*keyserver.Exposure) error { n++; return nil })
 	return n
 }
 

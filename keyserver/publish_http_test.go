@@ -216,7 +216,7 @@ func TestPublishRetryAfterDisconnect(t *testing.T) {
 					res.StatusCode, resp.Code, resp.ErrorMessage, resp.InsertedExposures, tt.status, tt.code, tt.inserted)
 			}
 			n := 0
-			db.ExposuresCreated(context.Background(), time.Unix(0, 0), f.now.Add(48*time.Hour), func(*keyserver.Exposure) error { n++; return nil })
+			db.ScanExportExposures(context.Background(), false, time.Unix(0, 0), f.now.Add(48*time.Hour), func(*keyserver.Exposure) error { n++; return nil })
 			if n != 3 {
 				t.Errorf("store holds %d keys, want the 3 of the first upload", n)
 			}

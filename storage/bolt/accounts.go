@@ -30,13 +30,15 @@ var (
 
 var _ account.Store = (*AccountStore)(nil)
 
-// AccountStore implements account.Store on a DB. Account writes are rare
-// (sign-ins, admin actions, a session touch a minute), so each is its own
-// transaction.
-type AccountStore struct{ db *bbolt.DB }
+// AccountStore implements account.Store on a DB. Its writes are
+// group-committed with the DB's other writes (see committer).
+type AccountStore struct {
+	db *bbolt.DB
+	w  *committer
+}
 
 // NewAccountStore returns the account store on db.
-func NewAccountStore(db *DB) *AccountStore { return &AccountStore{db: db.db} }
+func NewAccountStore(db *DB) *AccountStore { return &AccountStore{db: db.db, w: db.w} }
 
 func getJSONBolt[T any](b *bbolt.Bucket, key []byte) (*T, error) {
 	v := b.Get(key)
@@ -62,7 +64,7 @@ func putJSONBolt(b *bbolt.Bucket, key []byte, v any) error {
 
 // CreateUser implements account.UserStore.
 func (s *AccountStore) CreateUser(ctx context.Context, u *account.User) error {
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.w.update(func(tx *bbolt.Tx) error {
 		users, emails := tx.Bucket(bucketAcctUsers), tx.Bucket(bucketAcctEmails)
 		if users.Get([]byte(u.ID)) != nil || emails.Get([]byte(u.Email)) != nil {
 			return account.ErrExists
@@ -81,7 +83,7 @@ func (s *AccountStore) CreateUser(ctx context.Context, u *account.User) error {
 // UpdateUser implements account.UserStore.
 func (s *AccountStore) UpdateUser(ctx context.Context, id string, fn func(*account.User) error) (*account.User, error) {
 	var out *account.User
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.w.update(func(tx *bbolt.Tx) error {
 		users, emails := tx.Bucket(bucketAcctUsers), tx.Bucket(bucketAcctEmails)
 		u, err := getJSONBolt[account.User](users, []byte(id))
 		if err != nil {
@@ -167,7 +169,7 @@ func (s *AccountStore) Users(ctx context.Context) ([]*account.User, error) {
 
 // CreateSession implements account.SessionStore.
 func (s *AccountStore) CreateSession(ctx context.Context, sess *account.Session) error {
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.w.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketAcctSessions)
 		if b.Get([]byte(sess.Hash)) != nil {
 			return account.ErrExists
@@ -196,7 +198,7 @@ func (s *AccountStore) Session(ctx context.Context, hash string) (*account.Sessi
 // UpdateSession implements account.SessionStore.
 func (s *AccountStore) UpdateSession(ctx context.Context, hash string, fn func(*account.Session) error) (*account.Session, error) {
 	var out *account.Session
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.w.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketAcctSessions)
 		sess, err := getJSONBolt[account.Session](b, []byte(hash))
 		if err != nil {
@@ -217,7 +219,7 @@ func (s *AccountStore) UpdateSession(ctx context.Context, hash string, fn func(*
 
 // DeleteSession implements account.SessionStore.
 func (s *AccountStore) DeleteSession(ctx context.Context, hash string) error {
-	if err := s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketAcctSessions).Delete([]byte(hash)) }); err != nil {
+	if err := s.w.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketAcctSessions).Delete([]byte(hash)) }); err != nil {
 		return fmt.Errorf("delete session: %w", err)
 	}
 	return nil
@@ -226,7 +228,7 @@ func (s *AccountStore) DeleteSession(ctx context.Context, hash string) error {
 // deleteSessionsWhere removes the sessions for which drop is true.
 func (s *AccountStore) deleteSessionsWhere(drop func(*account.Session) bool) (int, error) {
 	n := 0
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.w.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketAcctSessions)
 		var doomed [][]byte
 		if err := b.ForEach(func(k, v []byte) error {
@@ -268,7 +270,7 @@ func (s *AccountStore) RemoveExpiredSessions(ctx context.Context, now time.Time)
 	if err != nil {
 		return 0, fmt.Errorf("remove expired sessions: %w", err)
 	}
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.w.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketAcctThrottle)
 		var doomed [][]byte
 		if err := b.ForEach(func(k, v []byte) error {
@@ -298,7 +300,7 @@ func (s *AccountStore) RemoveExpiredSessions(ctx context.Context, now time.Time)
 // AddLoginFailure implements account.ThrottleStore.
 func (s *AccountStore) AddLoginFailure(ctx context.Context, key string, now time.Time, window time.Duration) (account.Throttle, error) {
 	var out account.Throttle
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.w.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketAcctThrottle)
 		th, err := getJSONBolt[account.Throttle](b, []byte(key))
 		if errors.Is(err, account.ErrNotFound) || err == nil && !now.Before(th.Until) {
@@ -341,7 +343,7 @@ func (s *AccountStore) LoginThrottle(ctx context.Context, key string, now time.T
 
 // ClearLoginFailures implements account.ThrottleStore.
 func (s *AccountStore) ClearLoginFailures(ctx context.Context, key string) error {
-	if err := s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketAcctThrottle).Delete([]byte(key)) }); err != nil {
+	if err := s.w.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketAcctThrottle).Delete([]byte(key)) }); err != nil {
 		return fmt.Errorf("clear sign-in failures: %w", err)
 	}
 	return nil
@@ -351,7 +353,7 @@ func (s *AccountStore) ClearLoginFailures(ctx context.Context, key string) error
 
 // AppendAudit implements account.AuditStore.
 func (s *AccountStore) AppendAudit(ctx context.Context, e *account.AuditEntry) error {
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.w.update(func(tx *bbolt.Tx) error {
 		return putJSONBolt(tx.Bucket(bucketAcctAudit), realmKey(e.Realm, []byte(e.ID)), e)
 	})
 	if err != nil {
@@ -401,7 +403,7 @@ func (s *AccountStore) Audit(ctx context.Context, realm, before string, limit in
 func (s *AccountStore) RemoveAuditBefore(ctx context.Context, cutoff time.Time) (int, error) {
 	limit := []byte(account.AuditIDPrefix(cutoff))
 	n := 0
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.w.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketAcctAudit)
 		var doomed [][]byte
 		if err := b.ForEach(func(k, _ []byte) error {

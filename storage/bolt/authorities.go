@@ -50,7 +50,7 @@ func putJSON(d *DB, bucket []byte, key string, v any) error {
 	if err != nil {
 		return err
 	}
-	return d.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put([]byte(key), b) })
+	return d.w.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put([]byte(key), b) })
 }
 
 // HealthAuthority implements keyserver.AuthorityStore.

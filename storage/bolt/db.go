@@ -25,13 +25,15 @@ const FileName = "candor.db"
 type DB struct {
 	db *bbolt.DB
 
-	// The exposure writer (see exposures.go).
-	publishes  chan *publishReq
-	closeMu    sync.RWMutex // held for reading while sending to publishes
-	closed     bool
-	writerDone chan struct{}
-	indexMu    sync.RWMutex
-	index      map[keyBytes]location
+	// w runs every write transaction (see commit.go).
+	w *committer
+
+	// The exposures' key index and, for write transactions only, the
+	// open runs and the keys added in the transaction (see exposures.go).
+	indexMu sync.RWMutex
+	index   map[keyBytes]location
+	runs    runs
+	added   map[keyBytes]location
 }
 
 // Options tune the store.
@@ -91,29 +93,19 @@ func Open(dir string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("open store: create buckets: %w", err)
 		}
 	}
-	d := &DB{db: db}
+	d := &DB{db: db, runs: runs{}}
+	d.w = &committer{db: db, begin: func(*bbolt.Tx) { d.added = nil }}
 	if err := d.loadIndex(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store: index exposures: %w", err)
 	}
-	if !opts.ReadOnly {
-		d.publishes = make(chan *publishReq, maxPublishBatch)
-		d.writerDone = make(chan struct{})
-		go d.writeLoop()
-	}
 	return d, nil
 }
 
-// Close stops the writer after the publishes already queued, and closes the
-// file; writes already acknowledged are on disk.
+// Close waits for the writes in progress, refuses later ones, and closes
+// the file; writes already acknowledged are on disk.
 func (d *DB) Close() error {
-	if d.publishes != nil {
-		d.closeMu.Lock()
-		d.closed = true
-		close(d.publishes)
-		d.closeMu.Unlock()
-		<-d.writerDone
-	}
+	d.w.close()
 	return d.db.Close()
 }
 

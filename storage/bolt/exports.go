@@ -53,7 +53,7 @@ func (d *DB) ExportConfig(ctx context.Context, root string) (*exporter.Config, e
 // UpdateExportConfig implements exporter.ConfigStore.
 func (d *DB) UpdateExportConfig(ctx context.Context, root string, fn func(*exporter.Config) (*exporter.Config, error)) (*exporter.Config, error) {
 	var out *exporter.Config
-	err := d.db.Update(func(tx *bbolt.Tx) error {
+	err := d.w.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketExportConfigs)
 		var cur *exporter.Config
 		if v := b.Get([]byte(root)); v != nil {
@@ -88,9 +88,9 @@ type lease struct {
 	Expires time.Time `json:"expires"`
 }
 
-// AcquireLease implements exporter.LeaseStore.
+// AcquireLease implements lease.Store.
 func (d *DB) AcquireLease(ctx context.Context, name, owner string, now time.Time, ttl time.Duration) error {
-	err := d.db.Update(func(tx *bbolt.Tx) error {
+	err := d.w.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketExportLeases)
 		if v := b.Get([]byte(name)); v != nil {
 			var cur lease
@@ -110,9 +110,9 @@ func (d *DB) AcquireLease(ctx context.Context, name, owner string, now time.Time
 	return nil
 }
 
-// ReleaseLease implements exporter.LeaseStore.
+// ReleaseLease implements lease.Store.
 func (d *DB) ReleaseLease(ctx context.Context, name, owner string) error {
-	err := d.db.Update(func(tx *bbolt.Tx) error { return releaseLease(tx, name, owner) })
+	err := d.w.update(func(tx *bbolt.Tx) error { return releaseLease(tx, name, owner) })
 	if err != nil {
 		return fmt.Errorf("lease %s: %w", name, err)
 	}
@@ -192,7 +192,7 @@ func (d *DB) CompleteBatch(ctx context.Context, b *exporter.Batch, leaseName, ow
 	if err != nil {
 		return fmt.Errorf("export batch: %w", err)
 	}
-	err = d.db.Update(func(tx *bbolt.Tx) error {
+	err = d.w.update(func(tx *bbolt.Tx) error {
 		if lv := tx.Bucket(bucketExportLeases).Get([]byte(leaseName)); lv != nil {
 			var cur lease
 			if err := json.Unmarshal(lv, &cur); err != nil || cur.Owner != owner {
@@ -226,7 +226,8 @@ func (d *DB) CompleteBatch(ctx context.Context, b *exporter.Batch, leaseName, ow
 func (d *DB) DeleteBatches(ctx context.Context, root string, cutoff time.Time) ([]*exporter.Batch, error) {
 	var out []*exporter.Batch
 	prefix := append([]byte(root), 0)
-	err := d.db.Update(func(tx *bbolt.Tx) error {
+	err := d.w.update(func(tx *bbolt.Tx) error {
+		out = nil
 		keys := tx.Bucket(bucketExportBatchKeys)
 		c := tx.Bucket(bucketExportBatches).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); {
@@ -278,7 +279,7 @@ func appendEvents(tx *bbolt.Tx, events []exporter.Event) error {
 
 // AppendEvents implements exporter.BatchStore.
 func (d *DB) AppendEvents(ctx context.Context, events []exporter.Event) error {
-	if err := d.db.Update(func(tx *bbolt.Tx) error { return appendEvents(tx, events) }); err != nil {
+	if err := d.w.update(func(tx *bbolt.Tx) error { return appendEvents(tx, events) }); err != nil {
 		return fmt.Errorf("export events: %w", err)
 	}
 	return nil
@@ -306,7 +307,7 @@ func (d *DB) PendingEvents(ctx context.Context, limit int) ([]exporter.Event, er
 
 // AckEvent implements exporter.BatchStore.
 func (d *DB) AckEvent(ctx context.Context, id uint64) error {
-	err := d.db.Update(func(tx *bbolt.Tx) error {
+	err := d.w.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketExportEvents).Delete(binary.BigEndian.AppendUint64(nil, id))
 	})
 	if err != nil {

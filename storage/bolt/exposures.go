@@ -82,17 +82,6 @@ func (rs runs) location(b *bbolt.Bucket, created time.Time) location {
 
 type keyBytes = [keyserver.KeyLength]byte
 
-// publishReq is one Publish waiting for the writer.
-type publishReq struct {
-	keys []keyBytes
-	plan func(map[keyBytes]*keyserver.Exposure) (*keyserver.Change, error)
-	err  error
-	done chan struct{}
-}
-
-// maxPublishBatch bounds how many publishes share one transaction.
-const maxPublishBatch = 1024
-
 // loadIndex builds the in-memory key index from the exposures bucket, and
 // moves exposures of the sequential layout to runs (unless read-only).
 func (d *DB) loadIndex() error {
@@ -136,7 +125,8 @@ func (d *DB) rekeySequential(old []location) error {
 	for len(old) > 0 && err == nil {
 		n := min(chunk, len(old))
 		moved := map[keyBytes]location{}
-		err = d.db.Update(func(tx *bbolt.Tx) error {
+		err = d.w.update(func(tx *bbolt.Tx) error {
+			clear(moved)
 			b, revised := tx.Bucket(bucketExposures), tx.Bucket(bucketExposuresRevised)
 			for _, k := range old[:n] {
 				v := bytes.Clone(b.Get(k[:]))
@@ -172,110 +162,21 @@ func (d *DB) rekeySequential(old []location) error {
 	return nil
 }
 
-// writeLoop is the single writer of exposures: it takes every publish that
-// is waiting, applies them in one transaction (one fsync), then answers
-// them. While it commits, the next publishes queue up, so the batch size
-// follows the load with no timer.
-func (d *DB) writeLoop() {
-	defer close(d.writerDone)
-	rs := runs{}
-	for {
-		r, ok := <-d.publishes
-		if !ok {
-			return
-		}
-		batch := []*publishReq{r}
-	drain:
-		for len(batch) < maxPublishBatch {
-			select {
-			case r, ok := <-d.publishes:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		d.applyPublishes(batch, rs)
-		for _, r := range batch {
-			close(r.done)
-		}
+// txAdded returns the locations given in the write transaction tx to keys
+// not yet in the index (a later publish in the same transaction must see
+// them); they join the index once tx commits. Only write transactions,
+// which bbolt runs one at a time, touch it.
+func (d *DB) txAdded(tx *bbolt.Tx) map[keyBytes]location {
+	if d.added == nil {
+		added := make(map[keyBytes]location)
+		d.added = added
+		tx.OnCommit(func() {
+			d.indexMu.Lock()
+			maps.Copy(d.index, added)
+			d.indexMu.Unlock()
+		})
 	}
-}
-
-func (d *DB) applyPublishes(batch []*publishReq, rs runs) {
-	added := make(map[keyBytes]location)
-	err := d.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketExposures)
-		// Inserts at random places within a run: splitting full pages at
-		// 90% rather than half wrote a fifth fewer pages.
-		b.FillPercent = 0.9
-		revised := tx.Bucket(bucketExposuresRevised)
-		for _, r := range batch {
-			existing := make(map[keyBytes]*keyserver.Exposure)
-			locs := make(map[keyBytes]location)
-			d.indexMu.RLock()
-			for _, k := range r.keys {
-				loc, ok := added[k]
-				if !ok {
-					loc, ok = d.index[k]
-				}
-				if !ok {
-					continue
-				}
-				v := b.Get(loc[:])
-				if v == nil {
-					continue // removed by retention
-				}
-				e, err := decodeExposure(v)
-				if err != nil {
-					d.indexMu.RUnlock()
-					return fmt.Errorf("exposure at %x: %w", loc, err)
-				}
-				existing[k], locs[k] = e, loc
-			}
-			d.indexMu.RUnlock()
-			ch, err := r.plan(existing)
-			if err != nil {
-				r.err = err // refused: this publish writes nothing
-				continue
-			}
-			for _, e := range ch.Insert {
-				loc := rs.location(b, e.CreatedAt)
-				if err := b.Put(loc[:], encodeExposure(e)); err != nil {
-					return err
-				}
-				added[e.Key] = loc
-			}
-			for _, e := range ch.Revise {
-				loc, ok := locs[e.Key]
-				if !ok {
-					return fmt.Errorf("revision of a key that is not stored")
-				}
-				if err := b.Put(loc[:], encodeExposure(e)); err != nil {
-					return err
-				}
-				if err := revised.Put(timeKey(e.RevisedAt, loc[:]), nil); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		for _, r := range batch {
-			if r.err == nil {
-				r.err = fmt.Errorf("publish: %w", err)
-			}
-		}
-		return
-	}
-	d.indexMu.Lock()
-	for k, loc := range added {
-		d.index[k] = loc
-	}
-	d.indexMu.Unlock()
+	return d.added
 }
 
 // Publish implements keyserver.ExposureStore. Concurrent publishes share one
@@ -284,21 +185,74 @@ func (d *DB) Publish(ctx context.Context, keys [][keyserver.KeyLength]byte, plan
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &publishReq{keys: keys, plan: plan, done: make(chan struct{})}
-	d.closeMu.RLock()
-	if d.closed || d.publishes == nil {
-		d.closeMu.RUnlock()
-		return errors.New("publish: store is closed or read-only")
-	}
-	d.publishes <- r
-	d.closeMu.RUnlock()
-	<-r.done // not ctx: once queued, the outcome is decided by the writer
-	if r.err != nil {
-		var perr *keyserver.Error
-		if errors.As(r.err, &perr) {
-			return r.err
+	var refused error
+	// Not ctx from here: once queued, the outcome is decided by the writer.
+	err := d.w.update(func(tx *bbolt.Tx) error {
+		refused = nil
+		b := tx.Bucket(bucketExposures)
+		// Inserts at random places within a run: splitting full pages at
+		// 90% rather than half wrote a fifth fewer pages.
+		b.FillPercent = 0.9
+		added := d.txAdded(tx)
+		existing := make(map[keyBytes]*keyserver.Exposure)
+		locs := make(map[keyBytes]location)
+		d.indexMu.RLock()
+		for _, k := range keys {
+			loc, ok := added[k]
+			if !ok {
+				loc, ok = d.index[k]
+			}
+			if !ok {
+				continue
+			}
+			v := b.Get(loc[:])
+			if v == nil {
+				continue // removed by retention
+			}
+			e, err := decodeExposure(v)
+			if err != nil {
+				d.indexMu.RUnlock()
+				return fmt.Errorf("exposure at %x: %w", loc, err)
+			}
+			existing[k], locs[k] = e, loc
 		}
-		return fmt.Errorf("publish %d keys: %w", len(keys), r.err)
+		d.indexMu.RUnlock()
+		ch, err := plan(existing)
+		if err != nil {
+			refused = err // this publish writes nothing
+			return nil
+		}
+		for _, e := range ch.Insert {
+			loc := d.runs.location(b, e.CreatedAt)
+			if err := b.Put(loc[:], encodeExposure(e)); err != nil {
+				return err
+			}
+			added[e.Key] = loc
+		}
+		revised := tx.Bucket(bucketExposuresRevised)
+		for _, e := range ch.Revise {
+			loc, ok := locs[e.Key]
+			if !ok {
+				return fmt.Errorf("revision of a key that is not stored")
+			}
+			if err := b.Put(loc[:], encodeExposure(e)); err != nil {
+				return err
+			}
+			if err := revised.Put(timeKey(e.RevisedAt, loc[:]), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = refused
+	}
+	if err != nil {
+		var perr *keyserver.Error
+		if errors.As(err, &perr) {
+			return err
+		}
+		return fmt.Errorf("publish %d keys: %w", len(keys), err)
 	}
 	return nil
 }
@@ -328,63 +282,6 @@ func (d *DB) Exposure(ctx context.Context, key [keyserver.KeyLength]byte) (*keys
 // truncated record); scans skip and count such records.
 var ErrBadRecord = record.ErrBadRecord
 
-// ExposuresCreated calls fn for every exposure created in [from, to), in
-// order of the created time; within one time, in random order. Records that cannot be decoded are skipped (ScanCreated
-// counts them). It stops at fn's first error.
-func (d *DB) ExposuresCreated(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) error {
-	_, err := d.ScanCreated(ctx, from, to, fn)
-	return err
-}
-
-// ScanCreated is ExposuresCreated that also returns how many bad records it skipped.
-func (d *DB) ScanCreated(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) (skipped int, err error) {
-	err = d.db.View(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucketExposures).Cursor()
-		end := timeKey(to, nil)
-		for k, v := c.Seek(timeKey(from, nil)); k != nil && bytes.Compare(k, end) < 0; k, v = c.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			e, err := decodeExposure(v)
-			if err != nil {
-				skipped++
-				continue
-			}
-			if err := fn(e); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return skipped, err
-}
-
-// ExposuresRevised calls fn for every exposure revised in [from, to).
-func (d *DB) ExposuresRevised(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) error {
-	return d.db.View(func(tx *bbolt.Tx) error {
-		records := tx.Bucket(bucketExposures)
-		c := tx.Bucket(bucketExposuresRevised).Cursor()
-		end := timeKey(to, nil)
-		for k, _ := c.Seek(timeKey(from, nil)); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			v := records.Get(k[8:])
-			if v == nil {
-				continue // deleted by retention
-			}
-			e, err := decodeExposure(v)
-			if err != nil {
-				continue
-			}
-			if err := fn(e); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
 // DeleteExposuresCreatedBefore removes every exposure created before cutoff
 // and returns how many went. It works in bounded transactions so a large
 // deletion does not hold up publishing for long.
@@ -398,7 +295,9 @@ func (d *DB) DeleteExposuresCreatedBefore(ctx context.Context, cutoff time.Time)
 		}
 		gone := map[keyBytes]location{}
 		n := 0
-		err := d.db.Update(func(tx *bbolt.Tx) error {
+		err := d.w.update(func(tx *bbolt.Tx) error {
+			clear(gone)
+			n = 0
 			revised := tx.Bucket(bucketExposuresRevised)
 			c := tx.Bucket(bucketExposures).Cursor()
 			for k, v := c.First(); k != nil && bytes.Compare(k, end) < 0 && n < chunk; k, v = c.First() {

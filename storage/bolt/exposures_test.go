@@ -121,7 +121,7 @@ func TestSequentialExposuresRekeyedOnOpen(t *testing.T) {
 	db = openDB(t, dir)
 	ctx := context.Background()
 	var stored [][16]byte
-	if err := db.ExposuresCreated(ctx, created, created.Add(time.Hour), func(e *keyserver.Exposure) error {
+	if _, err := db.ScanExportExposures(ctx, false, created, created.Add(time.Hour), func(e *keyserver.Exposure) error {
 		stored = append(stored, e.Key)
 		return nil
 	}); err != nil {
@@ -138,7 +138,7 @@ func TestSequentialExposuresRekeyedOnOpen(t *testing.T) {
 		t.Errorf("a moved exposure is not found: %v", err)
 	}
 	var revised int
-	db.ExposuresRevised(ctx, revisedAt, revisedAt.Add(time.Hour), func(e *keyserver.Exposure) error {
+	db.ScanExportExposures(ctx, true, revisedAt, revisedAt.Add(time.Hour), func(e *keyserver.Exposure) error {
 		if e.Key != all[0][0] {
 			t.Errorf("revised %x, want %x", e.Key, all[0][0])
 		}

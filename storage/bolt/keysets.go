@@ -30,7 +30,7 @@ func (d *DB) LoadKeyset(ctx context.Context, name string) ([]byte, error) {
 
 // SaveKeyset implements keyset.Store.
 func (d *DB) SaveKeyset(ctx context.Context, name string, blob []byte) error {
-	err := d.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketKeysets).Put([]byte(name), blob) })
+	err := d.w.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketKeysets).Put([]byte(name), blob) })
 	if err != nil {
 		return fmt.Errorf("save keyset %q: %w", name, err)
 	}

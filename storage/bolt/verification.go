@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -47,119 +46,17 @@ var (
 var _ verification.Store = (*VerificationStore)(nil)
 
 // VerificationStore implements verification.Store on a DB. Its writes are
-// group-committed (see groupCommit) rather than bbolt-batched: a write waits
-// for at most the commit in progress, never for a timer.
+// group-committed with the DB's other writes (see committer) rather than
+// bbolt-batched: a write waits for at most the commit in progress, never
+// for a timer.
 type VerificationStore struct {
-	db    *bbolt.DB
-	group groupCommit
+	db *bbolt.DB
+	w  *committer
 }
 
-// NewVerificationStore returns the verification store on db. Use one per DB.
-func NewVerificationStore(db *DB) *VerificationStore { return &VerificationStore{db: db.db} }
-
-// maxGroupCommit bounds the writes in one group commit.
-const maxGroupCommit = 1000
-
-// groupCommit runs write functions in shared transactions, one fsync for
-// many writes, without waiting for a timer (bbolt's Batch waits 10 ms by
-// default on every write). A write joins the queue;
-// if no commit is running its caller leads: it commits everything queued in
-// one transaction; writes that queued meanwhile go into the next commit, led
-// by the first of them. Within a transaction the functions run one after
-// another and see each other's writes, so check-and-mark stays atomic.
-type groupCommit struct {
-	mu     sync.Mutex
-	queue  []*groupWrite
-	active bool // a leader is committing
-}
-
-type groupWrite struct {
-	fn   func(*bbolt.Tx) error
-	err  error
-	lead bool          // set under mu before done is signalled
-	done chan struct{} // signalled once: committed, or promoted to lead
-}
-
-// update runs fn in a write transaction shared with concurrent writes and
-// returns once it is durable. fn may run more than once (when another write
-// of its group fails, each is retried alone) and must be idempotent.
-func (g *groupCommit) update(db *bbolt.DB, fn func(*bbolt.Tx) error) error {
-	w := &groupWrite{fn: fn, done: make(chan struct{}, 1)}
-	g.mu.Lock()
-	g.queue = append(g.queue, w)
-	lead := !g.active
-	g.active = true
-	g.mu.Unlock()
-	if !lead {
-		<-w.done
-		g.mu.Lock()
-		lead = w.lead
-		g.mu.Unlock()
-		if !lead {
-			return w.err
-		}
-	}
-	g.mu.Lock()
-	n := min(len(g.queue), maxGroupCommit)
-	batch := g.queue[:n:n]
-	g.queue = append([]*groupWrite(nil), g.queue[n:]...)
-	g.mu.Unlock()
-
-	// Hand over and release the batch even if a write panics, so that no
-	// writer waits forever.
-	defer func() {
-		if p := recover(); p != nil {
-			for _, b := range batch {
-				b.err = fmt.Errorf("verification store: a write panicked: %v", p)
-			}
-			g.finish(batch, w)
-			panic(p)
-		}
-	}()
-	commitGroup(db, batch)
-	g.finish(batch, w)
-	return w.err
-}
-
-// finish passes the lead to the first queued write (or ends the run) and
-// releases the writes of the batch other than its leader.
-func (g *groupCommit) finish(batch []*groupWrite, leader *groupWrite) {
-	g.mu.Lock()
-	if len(g.queue) > 0 {
-		next := g.queue[0]
-		next.lead = true
-		next.done <- struct{}{}
-	} else {
-		g.active = false
-	}
-	g.mu.Unlock()
-	for _, b := range batch {
-		if b != leader {
-			b.done <- struct{}{}
-		}
-	}
-}
-
-// commitGroup runs the batch in one transaction; if it fails, each write is
-// retried alone so that one failure does not fail the others.
-func commitGroup(db *bbolt.DB, batch []*groupWrite) {
-	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, w := range batch {
-			if err := w.fn(tx); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err == nil || len(batch) == 1 {
-		for _, w := range batch {
-			w.err = err
-		}
-		return
-	}
-	for _, w := range batch {
-		w.err = db.Update(w.fn)
-	}
+// NewVerificationStore returns the verification store on db.
+func NewVerificationStore(db *DB) *VerificationStore {
+	return &VerificationStore{db: db.db, w: db.w}
 }
 
 // cleanupBatch bounds the work of one cleanup transaction, so that a large
@@ -202,7 +99,7 @@ func (s *VerificationStore) CreateRealm(ctx context.Context, r *verification.Rea
 	if err != nil {
 		return err
 	}
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.w.update(func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucketVerRealms)
 		if bk.Get([]byte(r.Name)) != nil {
 			return verification.ErrExists
@@ -218,7 +115,7 @@ func (s *VerificationStore) CreateRealm(ctx context.Context, r *verification.Rea
 // UpdateRealm implements verification.RealmStore.
 func (s *VerificationStore) UpdateRealm(ctx context.Context, name string, fn func(*verification.Realm) error) (*verification.Realm, error) {
 	var out *verification.Realm
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.w.update(func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucketVerRealms)
 		v := bk.Get([]byte(name))
 		if v == nil {
@@ -287,7 +184,7 @@ func (s *VerificationStore) CreateAPIKey(ctx context.Context, k *verification.AP
 	if err != nil {
 		return err
 	}
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.w.update(func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucketVerAPIKeys)
 		if bk.Get(k.Hash[:]) != nil {
 			return verification.ErrExists
@@ -340,7 +237,7 @@ func (s *VerificationStore) APIKeys(ctx context.Context, realm string) ([]*verif
 // RevokeAPIKey implements verification.APIKeyStore.
 func (s *VerificationStore) RevokeAPIKey(ctx context.Context, realm, id string, at time.Time) (*verification.APIKey, error) {
 	var out *verification.APIKey
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.w.update(func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucketVerAPIKeys)
 		c := bk.Cursor()
 		for hk, v := c.First(); hk != nil; hk, v = c.Next() {
@@ -446,14 +343,14 @@ func codeHash(c *verification.Code, kind verification.CodeKind) *verification.Ha
 }
 
 // IssueCode implements verification.CodeStore. Concurrent writes share one
-// transaction and fsync (groupCommit); refusals write nothing and are not
+// transaction and fsync (committer); refusals write nothing and are not
 // transaction errors, so they never make the others retry.
 func (s *VerificationStore) IssueCode(ctx context.Context, c *verification.Code, quota int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var outcome error
-	err := s.group.update(s.db, func(tx *bbolt.Tx) error {
+	err := s.w.update(func(tx *bbolt.Tx) error {
 		outcome = nil // this may run more than once
 		if tx.Bucket(bucketVerCodes).Get(realmKey(c.Realm, []byte(c.UUID))) != nil {
 			outcome = verification.ErrExists
@@ -523,7 +420,7 @@ func (s *VerificationStore) ClaimCode(ctx context.Context, realm string, h verif
 	}
 	var out *verification.Code
 	var outcome error
-	err := s.group.update(s.db, func(tx *bbolt.Tx) error {
+	err := s.w.update(func(tx *bbolt.Tx) error {
 		out, outcome = nil, nil // this may run more than once
 		idx := tx.Bucket(bucketVerCodeHashes).Get(realmKey(realm, h[:]))
 		if len(idx) < 2 {
@@ -586,7 +483,7 @@ func (s *VerificationStore) CodeByUUID(ctx context.Context, realm, uuid string) 
 // ExpireCode implements verification.CodeStore.
 func (s *VerificationStore) ExpireCode(ctx context.Context, realm, uuid string, now time.Time) (*verification.Code, error) {
 	var out *verification.Code
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.w.update(func(tx *bbolt.Tx) error {
 		c, err := getCode(tx, realm, []byte(uuid))
 		if err != nil {
 			return err
@@ -713,7 +610,8 @@ func (s *VerificationStore) drain(ctx context.Context, bucket []byte, t time.Tim
 			return total, err
 		}
 		n := 0
-		err := s.db.Update(func(tx *bbolt.Tx) error {
+		err := s.w.update(func(tx *bbolt.Tx) error {
+			n = 0
 			c := tx.Bucket(bucket).Cursor()
 			for k, _ := c.First(); k != nil && nanoBefore(k, t) && n < cleanupBatch; k, _ = c.First() {
 				key := append([]byte(nil), k...)
@@ -752,7 +650,7 @@ func (s *VerificationStore) ClaimToken(ctx context.Context, realm, jti string, e
 	// expiry; such entries are gone one token lifetime after the upgrade.
 	exact := nanoKey(expires, realmKey(realm, []byte(jti)))
 	var outcome error
-	err := s.group.update(s.db, func(tx *bbolt.Tx) error {
+	err := s.w.update(func(tx *bbolt.Tx) error {
 		outcome = nil
 		used := tx.Bucket(bucketVerTokensUsed)
 		if used.Get(key) != nil || used.Get(exact) != nil {
@@ -816,7 +714,7 @@ func addStats(tx *bbolt.Tx, realm string, day time.Time, delta verification.Stat
 
 // AddStats implements verification.StatsStore.
 func (s *VerificationStore) AddStats(ctx context.Context, realm string, day time.Time, delta verification.Stats) error {
-	err := s.db.Update(func(tx *bbolt.Tx) error { return addStats(tx, realm, day, delta) })
+	err := s.w.update(func(tx *bbolt.Tx) error { return addStats(tx, realm, day, delta) })
 	if err != nil {
 		return fmt.Errorf("add stats of %s: %w", realm, err)
 	}
@@ -860,7 +758,7 @@ func (s *VerificationStore) SealedSecret(ctx context.Context, name string, creat
 	if err != nil || out != nil {
 		return out, err
 	}
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.w.update(func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucketVerSecrets)
 		if v := bk.Get([]byte(name)); v != nil {
 			out = bytes.Clone(v)

@@ -64,14 +64,14 @@ func (s *Store) Exposure(ctx context.Context, key [keyserver.KeyLength]byte) (*k
 	return &e, nil
 }
 
-// ExposuresCreated calls fn for exposures created in [from, to), oldest first.
-func (s *Store) ExposuresCreated(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) error {
-	return s.scan(from, to, func(e *keyserver.Exposure) time.Time { return e.CreatedAt }, func(e *keyserver.Exposure) bool { return true }, fn)
-}
-
-// ExposuresRevised calls fn for exposures revised in [from, to).
-func (s *Store) ExposuresRevised(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) error {
-	return s.scan(from, to, func(e *keyserver.Exposure) time.Time { return e.RevisedAt }, func(e *keyserver.Exposure) bool { return e.Revised }, fn)
+// ScanExportExposures implements exporter.ExposureSource: it calls fn for
+// the exposures created (or, if revised, revised) in [from, to), oldest
+// first. It never skips a record.
+func (s *Store) ScanExportExposures(ctx context.Context, revised bool, from, to time.Time, fn func(*keyserver.Exposure) error) (int, error) {
+	if revised {
+		return 0, s.scan(from, to, func(e *keyserver.Exposure) time.Time { return e.RevisedAt }, func(e *keyserver.Exposure) bool { return e.Revised }, fn)
+	}
+	return 0, s.scan(from, to, func(e *keyserver.Exposure) time.Time { return e.CreatedAt }, func(e *keyserver.Exposure) bool { return true }, fn)
 }
 
 func (s *Store) scan(from, to time.Time, at func(*keyserver.Exposure) time.Time, keep func(*keyserver.Exposure) bool, fn func(*keyserver.Exposure) error) error {

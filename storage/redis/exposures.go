@@ -104,25 +104,6 @@ func (s *Store) Exposure(ctx context.Context, key [keyserver.KeyLength]byte) (*k
 	return record.DecodeExposure(b)
 }
 
-// ExposuresCreated calls fn for every exposure created in [from, to), in
-// creation order.
-func (s *Store) ExposuresCreated(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) error {
-	_, err := s.ScanCreated(ctx, from, to, fn)
-	return err
-}
-
-// ScanCreated is ExposuresCreated that also returns how many undecodable
-// records it skipped.
-func (s *Store) ScanCreated(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) (int, error) {
-	return s.scan(ctx, s.createdKey(), from, to, fn)
-}
-
-// ExposuresRevised calls fn for every exposure revised in [from, to).
-func (s *Store) ExposuresRevised(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) error {
-	_, err := s.scan(ctx, s.revisedKey(), from, to, fn)
-	return err
-}
-
 const scanChunk = 5000
 
 func (s *Store) scan(ctx context.Context, index string, from, to time.Time, fn func(*keyserver.Exposure) error) (int, error) {

@@ -127,7 +127,7 @@ func testExposureOrder(t *testing.T, s ExposureStore) {
 		all = append(all, keys)
 	}
 	var stored [][keyserver.KeyLength]byte
-	for _, e := range collect(t, s.ExposuresCreated, created, created.Add(time.Hour)) {
+	for _, e := range collect(t, createdScan(s), created, created.Add(time.Hour)) {
 		stored = append(stored, e.Key)
 	}
 	l, err := MatchByOrder(stored, all)

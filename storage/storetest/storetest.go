@@ -19,8 +19,8 @@ import (
 type ExposureStore interface {
 	keyserver.ExposureStore
 	Exposure(ctx context.Context, key [keyserver.KeyLength]byte) (*keyserver.Exposure, error)
-	ExposuresCreated(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) error
-	ExposuresRevised(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) error
+	// ScanExportExposures is the exporter's scan (exporter.ExposureSource).
+	ScanExportExposures(ctx context.Context, revised bool, from, to time.Time, fn func(*keyserver.Exposure) error) (skipped int, err error)
 	DeleteExposuresCreatedBefore(ctx context.Context, cutoff time.Time) (int, error)
 }
 
@@ -87,7 +87,7 @@ func TestExposures(t *testing.T, open func(t *testing.T) ExposureStore) {
 		for i := range 5 {
 			insert(t, s, exposure(i, base.Add(time.Duration(4-i)*time.Hour)))
 		}
-		got := collect(t, s.ExposuresCreated, base.Add(time.Hour), base.Add(4*time.Hour))
+		got := collect(t, createdScan(s), base.Add(time.Hour), base.Add(4*time.Hour))
 		if len(got) != 3 {
 			t.Fatalf("got %d exposures in [1h, 4h), want 3", len(got))
 		}
@@ -106,7 +106,7 @@ func TestExposures(t *testing.T, open func(t *testing.T) ExposureStore) {
 		if !errors.As(err, &got) || got.Code != api.CodeInvalidRevisionToken {
 			t.Fatalf("error %v, want the plan's error", err)
 		}
-		if n := len(collect(t, s.ExposuresCreated, base.Add(-time.Hour), base.Add(time.Hour))); n != 0 {
+		if n := len(collect(t, createdScan(s), base.Add(-time.Hour), base.Add(time.Hour))); n != 0 {
 			t.Errorf("%d exposures after a refused plan", n)
 		}
 	})
@@ -130,11 +130,11 @@ func TestExposures(t *testing.T, open func(t *testing.T) ExposureStore) {
 		if seen == nil || *seen != *e {
 			t.Fatalf("plan saw %+v, want %+v", seen, e)
 		}
-		revised := collect(t, s.ExposuresRevised, base.Add(2*time.Hour), base.Add(3*time.Hour))
+		revised := collect(t, revisedScan(s), base.Add(2*time.Hour), base.Add(3*time.Hour))
 		if len(revised) != 1 || revised[0].RevisedReportType != keyserver.ReportConfirmed {
 			t.Fatalf("revised scan = %+v", revised)
 		}
-		if n := len(collect(t, s.ExposuresRevised, base, base.Add(2*time.Hour))); n != 0 {
+		if n := len(collect(t, revisedScan(s), base, base.Add(2*time.Hour))); n != 0 {
 			t.Errorf("revision outside its window: %d", n)
 		}
 		got, _ := s.Exposure(ctx, e.Key)
@@ -163,7 +163,7 @@ func TestExposures(t *testing.T, open func(t *testing.T) ExposureStore) {
 			}()
 		}
 		wg.Wait()
-		n := len(collect(t, s.ExposuresCreated, base.Add(-time.Hour), base.Add(time.Hour)))
+		n := len(collect(t, createdScan(s), base.Add(-time.Hour), base.Add(time.Hour)))
 		if n != 1 {
 			t.Fatalf("%d copies of one key stored, want 1", n)
 		}
@@ -178,7 +178,7 @@ func TestExposures(t *testing.T, open func(t *testing.T) ExposureStore) {
 		if err != nil || n != 3 {
 			t.Fatalf("deleted %d (%v), want 3", n, err)
 		}
-		if got := len(collect(t, s.ExposuresCreated, base.Add(-time.Hour), base.Add(10*24*time.Hour))); got != 3 {
+		if got := len(collect(t, createdScan(s), base.Add(-time.Hour), base.Add(10*24*time.Hour))); got != 3 {
 			t.Errorf("%d left, want 3", got)
 		}
 		if _, err := s.Exposure(ctx, exposure(0, base).Key); !errors.Is(err, keyserver.ErrNotFound) {
@@ -222,5 +222,26 @@ func TestAuthorities(t *testing.T, open func(t *testing.T) keyserver.AuthoritySt
 	apps, err := s.Apps(ctx)
 	if err != nil || len(apps) != 1 {
 		t.Fatalf("apps: %d, %v", len(apps), err)
+	}
+}
+
+// createdScan and revisedScan are the exporter's scans of s over exposures created,
+// or revised, in [from, to), in the form collect takes. The scan may reuse
+// the *Exposure it passes, so each is copied.
+func createdScan(s ExposureStore) func(context.Context, time.Time, time.Time, func(*keyserver.Exposure) error) error {
+	return scanOf(s, false)
+}
+
+func revisedScan(s ExposureStore) func(context.Context, time.Time, time.Time, func(*keyserver.Exposure) error) error {
+	return scanOf(s, true)
+}
+
+func scanOf(s ExposureStore, revised bool) func(context.Context, time.Time, time.Time, func(*keyserver.Exposure) error) error {
+	return func(ctx context.Context, from, to time.Time, fn func(*keyserver.Exposure) error) error {
+		_, err := s.ScanExportExposures(ctx, revised, from, to, func(e *keyserver.Exposure) error {
+			c := *e
+			return fn(&c)
+		})
+		return err
 	}
 }
