@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/candor-en/candor/api"
+	"github.com/candor-en/candor/internal/lease"
 	"github.com/candor-en/candor/internal/outbox"
 	"github.com/candor-en/candor/internal/ratelimit"
 	"github.com/candor-en/candor/internal/web"
@@ -136,6 +137,8 @@ type storeParts struct {
 	VerificationStore verification.Store
 	ExportStore       exporter.Store
 	AccountStore      account.Store
+	// Leases serialize work between processes on a shared store.
+	Leases lease.Store
 	// Redis is the backend when it is Redis (nil for bbolt): state shared
 	// by replicas.
 	Redis *redis.Store
@@ -162,7 +165,7 @@ func (m *Main) useRedis(s *redis.Store) {
 }
 
 func (m *Main) setBackend(b Backend) {
-	m.DB, m.Exposures, m.Authorities, m.Keysets, m.ExportStore = b, b, b, b, b
+	m.DB, m.Exposures, m.Authorities, m.Keysets, m.ExportStore, m.Leases = b, b, b, b, b, b
 }
 
 // shared reports whether the state is shared with other processes (Redis).
@@ -224,11 +227,11 @@ func (m *Main) exclusive(ctx context.Context, name string, fn func() error) erro
 	for {
 		// The lease works on the wall clock whatever Config.Now says: it
 		// orders real processes.
-		err := m.ExportStore.AcquireLease(ctx, name, owner, time.Now(), ttl)
+		err := m.Leases.AcquireLease(ctx, name, owner, time.Now(), ttl)
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, exporter.ErrLeaseHeld) {
+		if !errors.Is(err, lease.ErrHeld) {
 			return err
 		}
 		if time.Now().After(deadline) {
@@ -240,7 +243,7 @@ func (m *Main) exclusive(ctx context.Context, name string, fn func() error) erro
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	defer m.ExportStore.ReleaseLease(context.WithoutCancel(ctx), name, owner)
+	defer m.Leases.ReleaseLease(context.WithoutCancel(ctx), name, owner)
 	return fn()
 }
 

@@ -9,15 +9,16 @@ import (
 	"time"
 
 	"github.com/candor-en/candor/api/export"
+	"github.com/candor-en/candor/internal/lease"
 	"github.com/candor-en/candor/keyserver"
 )
 
 // Errors of the stores, checked with errors.Is. Lookups of missing records
 // return keyserver.ErrNotFound.
 var (
-	// ErrLeaseHeld is returned by AcquireLease when another owner holds an
-	// unexpired lease: skip the window, another exporter is on it.
-	ErrLeaseHeld = errors.New("lease held by another exporter")
+	// ErrLeaseHeld is lease.ErrHeld: another owner holds the window's
+	// lease; skip the window, another exporter is on it.
+	ErrLeaseHeld = lease.ErrHeld
 	// ErrLeaseLost is returned by CompleteBatch when the lease is no longer
 	// the caller's (it expired and another exporter took it): record
 	// nothing; the other exporter's record wins.
@@ -35,18 +36,6 @@ type ConfigStore interface {
 	// depend only on its argument (a store may retry it); when fn fails,
 	// nothing is written and its error is returned.
 	UpdateExportConfig(ctx context.Context, root string, fn func(cur *Config) (*Config, error)) (*Config, error)
-}
-
-// LeaseStore keeps leases: named, owned, expiring locks that stop two
-// exporters (processes or replicas) from producing the same batch. A lease
-// that its owner did not release (a crash) expires after its TTL.
-type LeaseStore interface {
-	// AcquireLease gives the lease name to owner until now + ttl, when it is
-	// free, expired or already owner's; otherwise it returns ErrLeaseHeld.
-	AcquireLease(ctx context.Context, name, owner string, now time.Time, ttl time.Duration) error
-	// ReleaseLease frees the lease if owner holds it; otherwise it does
-	// nothing.
-	ReleaseLease(ctx context.Context, name, owner string) error
 }
 
 // BatchStore keeps the records of exported batches and the outbox of
@@ -95,7 +84,9 @@ type ExposureSource interface {
 // storage/redis implement it.
 type Store interface {
 	ConfigStore
-	LeaseStore
+	// lease.Store holds a lease per window, so that two exporters
+	// (processes or replicas) never produce the same batch.
+	lease.Store
 	BatchStore
 	ExposureSource
 }
