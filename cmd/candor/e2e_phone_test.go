@@ -535,26 +535,7 @@ func TestE2ELoadtestModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(b), "# Performance\n\n"+reportBegin) || strings.Count(string(b), "\n| ") != 1+7 {
+	if !strings.HasPrefix(string(b), "# Performance\n\n"+loadgen.ReportBegin) || strings.Count(string(b), "\n| ") != 1+7 {
 		t.Errorf("report:\n%s", b)
-	}
-}
-
-// TestLoadReportSection: --report keeps the rest of the page and replaces
-// its own section on the next run.
-func TestLoadReportSection(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "PERFORMANCE.md")
-	os.WriteFile(path, []byte("# Performance\n\n## Export\n\nhand-written figures\n"), 0o644)
-	res := []loadgen.Result{{Name: "publish 14 keys", Concurrency: 16, Requests: 100, Elapsed: time.Second}}
-	for range 2 {
-		if err := writeLoadReport(path, []string{"publish"}, res, []string{"--spawn"}, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, _ := os.ReadFile(path)
-	page := string(b)
-	if !strings.HasPrefix(page, "# Performance\n\n## Export\n\nhand-written figures\n\n"+reportBegin) ||
-		strings.Count(page, "## Load tests") != 1 || !strings.Contains(page, "| publish 14 keys | 16 | 100 |") || !strings.HasSuffix(page, reportEnd+"\n") {
-		t.Errorf("page:\n%s", page)
 	}
 }

@@ -1,6 +1,10 @@
 // Package loadgen drives HTTP load against a Candor server and summarises
 // throughput and latency. Requests are prebuilt so that client-side
 // cryptography is not part of what is timed.
+//
+// Run sends one source of requests at one concurrency; RunLoads runs the
+// loads of `candor loadtest` (publish, verify, download) at several, and
+// WriteReport keeps their section of a Markdown page.
 package loadgen
 
 import (
@@ -64,6 +68,7 @@ type Result struct {
 // RPS is the rate of completed requests.
 func (r Result) RPS() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
 
+// String formats r as one line of `candor loadtest` output.
 func (r Result) String() string {
 	return fmt.Sprintf("%-22s c=%-3d %8.0f req/s  p50 %6.2f ms  p90 %6.2f ms  p99 %6.2f ms  max %7.2f ms  n=%d errors=%d",
 		r.Name, r.Concurrency, r.RPS(), ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), r.Requests, r.Errors)
@@ -123,6 +128,14 @@ func Run(ctx context.Context, client *http.Client, name string, src Source, conc
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	res := summarise(latencies)
+	res.Name, res.Concurrency, res.Errors, res.Statuses, res.Elapsed = name, concurrency, errs, statuses, elapsed
+	return res
+}
+
+// summarise returns a Result with the count, percentiles and maximum of
+// latencies, which it sorts.
+func summarise(latencies []time.Duration) Result {
 	slices.Sort(latencies)
 	pct := func(p float64) time.Duration {
 		if len(latencies) == 0 {
@@ -130,8 +143,7 @@ func Run(ctx context.Context, client *http.Client, name string, src Source, conc
 		}
 		return latencies[min(len(latencies)-1, int(float64(len(latencies))*p))]
 	}
-	res := Result{Name: name, Concurrency: concurrency, Requests: len(latencies), Errors: errs, Statuses: statuses, Elapsed: elapsed,
-		P50: pct(.50), P90: pct(.90), P99: pct(.99)}
+	res := Result{Requests: len(latencies), P50: pct(.50), P90: pct(.90), P99: pct(.99)}
 	if len(latencies) > 0 {
 		res.Max = latencies[len(latencies)-1]
 	}
