@@ -2,15 +2,11 @@ package client
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/candor-en/candor/api"
 )
@@ -106,28 +102,10 @@ type cryptoRand struct{}
 
 func (cryptoRand) Read(p []byte) (int, error) { return rand.Read(p) }
 
-// KeyHMAC returns the HMAC-SHA256 under secret of the keys' cleartext: the
-// keys sorted by their base64 string as sent, each written
-// "key.rollingStartNumber.rollingPeriod.transmissionRisk", joined with ",".
+// KeyHMAC returns the HMAC-SHA256 under secret of the keys' cleartext, the
+// form with transmission risks (api.TEKMAC), which the key server checks.
 func KeyHMAC(secret []byte, keys []api.ExposureKey) []byte {
-	sorted := slices.Clone(keys)
-	slices.SortFunc(sorted, func(a, b api.ExposureKey) int { return strings.Compare(a.Key, b.Key) })
-	var sb strings.Builder
-	for i, k := range sorted {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteString(k.Key)
-		sb.WriteByte('.')
-		sb.WriteString(strconv.FormatInt(int64(k.IntervalNumber), 10))
-		sb.WriteByte('.')
-		sb.WriteString(strconv.FormatInt(int64(k.IntervalCount), 10))
-		sb.WriteByte('.')
-		sb.WriteString(strconv.Itoa(k.TransmissionRisk))
-	}
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(sb.String()))
-	return m.Sum(nil)
+	return api.TEKMAC(secret, keys, true)
 }
 
 // Request returns the publish request of the upload: its keys and secret,

@@ -60,7 +60,7 @@ func ExampleClient_DownloadExport() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	pub, err := client.ParsePublicKeyPEM(pemBytes)
+	pub, err := api.ParsePublicKeyPEM(string(pemBytes))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"maps"
 	"path"
 	"strings"
 
+	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/api/export"
 )
 
@@ -145,29 +142,11 @@ func (c *Client) ExportKeys(ctx context.Context, root string) (map[export.Signat
 		if k.Algorithm != "" && k.Algorithm != export.SignatureAlgorithm {
 			continue // a key this client cannot verify with
 		}
-		pub, err := ParsePublicKeyPEM([]byte(k.PublicKeyPEM))
+		pub, err := api.ParsePublicKeyPEM(k.PublicKeyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("export keys %s: key %s/%s: %w", root, k.KeyID, k.KeyVersion, err)
 		}
 		keys[export.SignatureInfo{KeyID: k.KeyID, KeyVersion: k.KeyVersion}] = pub
 	}
 	return keys, nil
-}
-
-// ParsePublicKeyPEM parses an ECDSA P-256 public key from a PKIX "PUBLIC
-// KEY" PEM block, the form in which export signing keys are published.
-func ParsePublicKeyPEM(b []byte) (*ecdsa.PublicKey, error) {
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, errors.New("public key: no PEM block")
-	}
-	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("public key: %w", err)
-	}
-	ec, ok := pub.(*ecdsa.PublicKey)
-	if !ok || ec.Curve != elliptic.P256() {
-		return nil, errors.New("public key: not an ECDSA P-256 key")
-	}
-	return ec, nil
 }

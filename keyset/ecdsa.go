@@ -3,8 +3,6 @@ package keyset
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 
@@ -73,31 +71,4 @@ func ECDSAPublicKeys(h *tinkkeyset.Handle) (map[uint32]*ecdsa.PublicKey, error) 
 		out[e.KeyID()] = pk
 	}
 	return out, nil
-}
-
-// MarshalPublicKeyPEM encodes pub as a PKIX "PUBLIC KEY" PEM block.
-func MarshalPublicKeyPEM(pub *ecdsa.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, fmt.Errorf("keyset: marshal public key: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
-}
-
-// ParsePublicKeyPEM decodes the first PKIX "PUBLIC KEY" PEM block in b, which
-// must hold an ECDSA key.
-func ParsePublicKeyPEM(b []byte) (*ecdsa.PublicKey, error) {
-	block, _ := pem.Decode(b)
-	if block == nil || block.Type != "PUBLIC KEY" {
-		return nil, errors.New("keyset: parse public key: no PUBLIC KEY PEM block")
-	}
-	k, err := x509.ParsePKIXPublicKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("keyset: parse public key: %w", err)
-	}
-	pub, ok := k.(*ecdsa.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("keyset: parse public key: not an ECDSA key: %T", k)
-	}
-	return pub, nil
 }

@@ -18,6 +18,8 @@ import (
 	tinkkeyset "github.com/tink-crypto/tink-go/v2/keyset"
 	"github.com/tink-crypto/tink-go/v2/signature"
 	"github.com/tink-crypto/tink-go/v2/tink"
+
+	"github.com/candor-en/candor/api"
 )
 
 // ErrWrongPurpose is returned when a Ring is used for an operation its
@@ -455,11 +457,11 @@ func (r *Ring) buildState(blob []byte, h *tinkkeyset.Handle, md metadata) (*stat
 	}
 	st.pubs = make([]PublicKey, len(st.keys))
 	for i, ki := range st.keys {
-		pemBytes, err := MarshalPublicKeyPEM(ecKeys[ki.ID])
+		pemText, err := api.MarshalPublicKeyPEM(ecKeys[ki.ID])
 		if err != nil {
 			return nil, fmt.Errorf("key %d: %w", ki.ID, err)
 		}
-		st.pubs[i] = PublicKey{KeyInfo: ki, Public: ecKeys[ki.ID], PEM: pemBytes}
+		st.pubs[i] = PublicKey{KeyInfo: ki, Public: ecKeys[ki.ID], PEM: []byte(pemText)}
 		if ki.Primary {
 			st.pubPrim = st.pubs[i]
 		}

@@ -20,6 +20,8 @@ import (
 	tinkkeyset "github.com/tink-crypto/tink-go/v2/keyset"
 	tinkecdsa "github.com/tink-crypto/tink-go/v2/signature/ecdsa"
 	"github.com/tink-crypto/tink-go/v2/tink"
+
+	"github.com/candor-en/candor/api"
 )
 
 var allPurposes = []Purpose{PurposeAEAD, PurposeECDSAP256DER, PurposeECDSAP256P1363}
@@ -570,7 +572,7 @@ func TestSignaturesVerifyWithCryptoECDSA(t *testing.T) {
 						t.Errorf("rotation %d: crypto/ecdsa rejects signature %x", rotation, sig)
 					}
 				}
-				parsed, err := ParsePublicKeyPEM(pk.PEM)
+				parsed, err := api.ParsePublicKeyPEM(string(pk.PEM))
 				if err != nil {
 					t.Fatalf("ParsePublicKeyPEM: %v", err)
 				}
@@ -623,7 +625,7 @@ func TestECDSAPublicKeysOfHandle(t *testing.T) {
 	if _, err := ECDSAPublicKeys(nil); err == nil {
 		t.Error("ECDSAPublicKeys(nil) succeeded")
 	}
-	if _, err := ParsePublicKeyPEM([]byte("nope")); err == nil {
+	if _, err := api.ParsePublicKeyPEM("nope"); err == nil {
 		t.Error("ParsePublicKeyPEM of garbage succeeded")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/api/export"
 	"github.com/candor-en/candor/client"
 	"github.com/candor-en/candor/gaen"
@@ -376,7 +377,7 @@ func (st *State) PinnedExportKeys() (map[export.SignatureInfo]*ecdsa.PublicKey, 
 		if !ok {
 			return nil, fmt.Errorf("pinned export key %q: want keyID/keyVersion", name)
 		}
-		pub, err := client.ParsePublicKeyPEM([]byte(pemText))
+		pub, err := api.ParsePublicKeyPEM(pemText)
 		if err != nil {
 			return nil, fmt.Errorf("pinned export key %s: %w", name, err)
 		}

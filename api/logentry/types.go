@@ -2,7 +2,6 @@ package logentry
 
 import (
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -11,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/candor-en/candor/api"
 )
 
 // Entry types: the value of an entry's "type", each with its body struct.
@@ -563,13 +564,14 @@ func checkDigest(name, s string) error {
 	return nil
 }
 
+// checkPublicKeyPEM requires one P-256 "PUBLIC KEY" block and nothing
+// after it, so that every reader of the entry sees the same single key.
 func checkPublicKeyPEM(s string) error {
-	block, rest := pem.Decode([]byte(s))
-	if block == nil || block.Type != "PUBLIC KEY" || len(strings.TrimSpace(string(rest))) > 0 {
-		return errors.New("public key: want one PEM \"PUBLIC KEY\" block")
+	if _, err := api.ParsePublicKeyPEM(s); err != nil {
+		return err
 	}
-	if _, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil {
-		return fmt.Errorf("public key: %w", err)
+	if _, rest := pem.Decode([]byte(s)); len(strings.TrimSpace(string(rest))) > 0 {
+		return errors.New("public key: want one PEM \"PUBLIC KEY\" block")
 	}
 	return nil
 }

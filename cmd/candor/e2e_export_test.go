@@ -25,7 +25,6 @@ import (
 	"github.com/candor-en/candor/api/export"
 	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/keyserver/exporter"
-	"github.com/candor-en/candor/keyset"
 	"github.com/candor-en/candor/storage/bolt"
 )
 
@@ -84,7 +83,7 @@ func expOpenSSLVerify(t *testing.T, zipBytes []byte, pems map[string]string) (*e
 		if !ok {
 			t.Fatalf("signature by %v, which /keys does not publish", s.Info)
 		}
-		pub, err := keyset.ParsePublicKeyPEM([]byte(pemText))
+		pub, err := api.ParsePublicKeyPEM(pemText)
 		if err != nil {
 			t.Fatal(err)
 		}

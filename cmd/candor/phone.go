@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/api/export"
 	"github.com/candor-en/candor/client"
 	"github.com/candor-en/candor/gaen"
@@ -306,7 +307,7 @@ func phoneSync(ctx context.Context, args []string, io IO) error {
 		if err != nil {
 			return fmt.Errorf("--export-key %s: %w", si, err)
 		}
-		pub, err := client.ParsePublicKeyPEM(b)
+		pub, err := api.ParsePublicKeyPEM(string(b))
 		if err != nil {
 			return fmt.Errorf("--export-key %s: %w", si, err)
 		}

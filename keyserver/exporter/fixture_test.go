@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/api/export"
 	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/keyserver/exporter"
@@ -269,7 +270,7 @@ func (f *fixture) publicKeys(root string) map[export.SignatureInfo]*ecdsa.Public
 	}
 	out := map[export.SignatureInfo]*ecdsa.PublicKey{}
 	for _, pk := range pks {
-		pub, err := keyset.ParsePublicKeyPEM([]byte(pk.PublicKeyPEM))
+		pub, err := api.ParsePublicKeyPEM(pk.PublicKeyPEM)
 		if err != nil {
 			f.t.Fatal(err)
 		}

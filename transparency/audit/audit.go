@@ -3,9 +3,7 @@ package audit
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +17,7 @@ import (
 	"github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/api/logentry"
 )
 
@@ -486,7 +485,7 @@ func (a *auditor) checkKeys() {
 				c.Problems = append(c.Problems, fmt.Sprintf("entry %d: %s key %s is retired without being added", pe.index, k.Purpose, k.Ref()))
 				continue
 			}
-			pub, err := parseECDSA(k.PublicKeyPEM)
+			pub, err := api.ParsePublicKeyPEM(k.PublicKeyPEM)
 			if err != nil {
 				c.Problems = append(c.Problems, fmt.Sprintf("entry %d: %s key %s: %v", pe.index, k.Purpose, k.Ref(), err))
 				continue
@@ -505,22 +504,6 @@ func (a *auditor) checkKeys() {
 		c.Detail = fmt.Sprintf("%d signing keys logged, each key id and version with one public key", len(a.keys))
 	}
 	a.report.add(c)
-}
-
-func parseECDSA(pemText string) (*ecdsa.PublicKey, error) {
-	block, _ := pem.Decode([]byte(pemText))
-	if block == nil {
-		return nil, errors.New("no PEM block")
-	}
-	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	ec, ok := pub.(*ecdsa.PublicKey)
-	if !ok {
-		return nil, errors.New("not an ECDSA key")
-	}
-	return ec, nil
 }
 
 // maxProblems bounds the problems listed per check.
