@@ -40,26 +40,6 @@ type AccountStore struct {
 // NewAccountStore returns the account store on db.
 func NewAccountStore(db *DB) *AccountStore { return &AccountStore{db: db.db, w: db.w} }
 
-func getJSONBolt[T any](b *bbolt.Bucket, key []byte) (*T, error) {
-	v := b.Get(key)
-	if v == nil {
-		return nil, account.ErrNotFound
-	}
-	var x T
-	if err := json.Unmarshal(v, &x); err != nil {
-		return nil, err
-	}
-	return &x, nil
-}
-
-func putJSONBolt(b *bbolt.Bucket, key []byte, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return b.Put(key, data)
-}
-
 // ---- Users ----
 
 // CreateUser implements account.UserStore.
@@ -72,7 +52,7 @@ func (s *AccountStore) CreateUser(ctx context.Context, u *account.User) error {
 		if err := emails.Put([]byte(u.Email), []byte(u.ID)); err != nil {
 			return err
 		}
-		return putJSONBolt(users, []byte(u.ID), u)
+		return putJSON(users, []byte(u.ID), u)
 	})
 	if err != nil {
 		return fmt.Errorf("create user %s: %w", u.Email, err)
@@ -85,7 +65,7 @@ func (s *AccountStore) UpdateUser(ctx context.Context, id string, fn func(*accou
 	var out *account.User
 	err := s.w.update(func(tx *bbolt.Tx) error {
 		users, emails := tx.Bucket(bucketAcctUsers), tx.Bucket(bucketAcctEmails)
-		u, err := getJSONBolt[account.User](users, []byte(id))
+		u, err := getJSON[account.User](users, []byte(id), account.ErrNotFound)
 		if err != nil {
 			return err
 		}
@@ -106,7 +86,7 @@ func (s *AccountStore) UpdateUser(ctx context.Context, id string, fn func(*accou
 			}
 		}
 		out = u
-		return putJSONBolt(users, []byte(id), u)
+		return putJSON(users, []byte(id), u)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update user %s: %w", id, err)
@@ -118,7 +98,7 @@ func (s *AccountStore) UpdateUser(ctx context.Context, id string, fn func(*accou
 func (s *AccountStore) User(ctx context.Context, id string) (*account.User, error) {
 	var u *account.User
 	err := s.db.View(func(tx *bbolt.Tx) (err error) {
-		u, err = getJSONBolt[account.User](tx.Bucket(bucketAcctUsers), []byte(id))
+		u, err = getJSON[account.User](tx.Bucket(bucketAcctUsers), []byte(id), account.ErrNotFound)
 		return err
 	})
 	if err != nil {
@@ -135,7 +115,7 @@ func (s *AccountStore) UserByEmail(ctx context.Context, email string) (*account.
 		if id == nil {
 			return account.ErrNotFound
 		}
-		u, err = getJSONBolt[account.User](tx.Bucket(bucketAcctUsers), id)
+		u, err = getJSON[account.User](tx.Bucket(bucketAcctUsers), id, account.ErrNotFound)
 		return err
 	})
 	if err != nil {
@@ -151,7 +131,7 @@ func (s *AccountStore) Users(ctx context.Context) ([]*account.User, error) {
 		users := tx.Bucket(bucketAcctUsers)
 		// The email index is sorted by email.
 		return tx.Bucket(bucketAcctEmails).ForEach(func(_, id []byte) error {
-			u, err := getJSONBolt[account.User](users, id)
+			u, err := getJSON[account.User](users, id, account.ErrNotFound)
 			if err != nil {
 				return err
 			}
@@ -174,7 +154,7 @@ func (s *AccountStore) CreateSession(ctx context.Context, sess *account.Session)
 		if b.Get([]byte(sess.Hash)) != nil {
 			return account.ErrExists
 		}
-		return putJSONBolt(b, []byte(sess.Hash), sess)
+		return putJSON(b, []byte(sess.Hash), sess)
 	})
 	if err != nil {
 		return fmt.Errorf("create session: %w", err)
@@ -186,7 +166,7 @@ func (s *AccountStore) CreateSession(ctx context.Context, sess *account.Session)
 func (s *AccountStore) Session(ctx context.Context, hash string) (*account.Session, error) {
 	var sess *account.Session
 	err := s.db.View(func(tx *bbolt.Tx) (err error) {
-		sess, err = getJSONBolt[account.Session](tx.Bucket(bucketAcctSessions), []byte(hash))
+		sess, err = getJSON[account.Session](tx.Bucket(bucketAcctSessions), []byte(hash), account.ErrNotFound)
 		return err
 	})
 	if err != nil {
@@ -200,7 +180,7 @@ func (s *AccountStore) UpdateSession(ctx context.Context, hash string, fn func(*
 	var out *account.Session
 	err := s.w.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketAcctSessions)
-		sess, err := getJSONBolt[account.Session](b, []byte(hash))
+		sess, err := getJSON[account.Session](b, []byte(hash), account.ErrNotFound)
 		if err != nil {
 			return err
 		}
@@ -209,7 +189,7 @@ func (s *AccountStore) UpdateSession(ctx context.Context, hash string, fn func(*
 		}
 		sess.Hash = hash
 		out = sess
-		return putJSONBolt(b, []byte(hash), sess)
+		return putJSON(b, []byte(hash), sess)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update session: %w", err)
@@ -302,7 +282,7 @@ func (s *AccountStore) AddLoginFailure(ctx context.Context, key string, now time
 	var out account.Throttle
 	err := s.w.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketAcctThrottle)
-		th, err := getJSONBolt[account.Throttle](b, []byte(key))
+		th, err := getJSON[account.Throttle](b, []byte(key), account.ErrNotFound)
 		if errors.Is(err, account.ErrNotFound) || err == nil && !now.Before(th.Until) {
 			th, err = &account.Throttle{Until: now.Add(window).UTC()}, nil
 		}
@@ -311,7 +291,7 @@ func (s *AccountStore) AddLoginFailure(ctx context.Context, key string, now time
 		}
 		th.Failures++
 		out = *th
-		return putJSONBolt(b, []byte(key), th)
+		return putJSON(b, []byte(key), th)
 	})
 	if err != nil {
 		return account.Throttle{}, fmt.Errorf("add sign-in failure: %w", err)
@@ -323,7 +303,7 @@ func (s *AccountStore) AddLoginFailure(ctx context.Context, key string, now time
 func (s *AccountStore) LoginThrottle(ctx context.Context, key string, now time.Time) (account.Throttle, error) {
 	var out account.Throttle
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		th, err := getJSONBolt[account.Throttle](tx.Bucket(bucketAcctThrottle), []byte(key))
+		th, err := getJSON[account.Throttle](tx.Bucket(bucketAcctThrottle), []byte(key), account.ErrNotFound)
 		if errors.Is(err, account.ErrNotFound) {
 			return nil
 		}
@@ -354,7 +334,7 @@ func (s *AccountStore) ClearLoginFailures(ctx context.Context, key string) error
 // AppendAudit implements account.AuditStore.
 func (s *AccountStore) AppendAudit(ctx context.Context, e *account.AuditEntry) error {
 	err := s.w.update(func(tx *bbolt.Tx) error {
-		return putJSONBolt(tx.Bucket(bucketAcctAudit), realmKey(e.Realm, []byte(e.ID)), e)
+		return putJSON(tx.Bucket(bucketAcctAudit), realmKey(e.Realm, []byte(e.ID)), e)
 	})
 	if err != nil {
 		return fmt.Errorf("append audit entry: %w", err)

@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	bbolt "go.etcd.io/bbolt"
@@ -15,47 +14,32 @@ var (
 	bucketApps        = []byte("apps")
 )
 
-func getJSON[T any](d *DB, bucket []byte, key string) (*T, error) {
-	var v T
-	err := d.db.View(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucket).Get([]byte(key))
-		if b == nil {
-			return keyserver.ErrNotFound
-		}
-		return json.Unmarshal(b, &v)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &v, nil
-}
-
-func listJSON[T any](d *DB, bucket []byte) ([]*T, error) {
-	var out []*T
-	err := d.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucket).ForEach(func(_, b []byte) error {
-			var v T
-			if err := json.Unmarshal(b, &v); err != nil {
-				return err
-			}
-			out = append(out, &v)
-			return nil
-		})
+// readJSON reads one record of bucket, or returns notFound.
+func readJSON[T any](d *DB, bucket []byte, key string, notFound error) (out *T, err error) {
+	err = d.db.View(func(tx *bbolt.Tx) (err error) {
+		out, err = getJSON[T](tx.Bucket(bucket), []byte(key), notFound)
+		return err
 	})
 	return out, err
 }
 
-func putJSON(d *DB, bucket []byte, key string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
+// listJSON reads every record of bucket.
+func listJSON[T any](d *DB, bucket []byte) (out []*T, err error) {
+	err = d.db.View(func(tx *bbolt.Tx) (err error) {
+		out, err = allJSON[T](tx.Bucket(bucket), nil)
 		return err
-	}
-	return d.w.update(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put([]byte(key), b) })
+	})
+	return out, err
+}
+
+// writeJSON stores v under key in bucket.
+func writeJSON(d *DB, bucket []byte, key string, v any) error {
+	return d.w.update(func(tx *bbolt.Tx) error { return putJSON(tx.Bucket(bucket), []byte(key), v) })
 }
 
 // HealthAuthority implements keyserver.AuthorityStore.
 func (d *DB) HealthAuthority(ctx context.Context, issuer string) (*keyserver.HealthAuthority, error) {
-	h, err := getJSON[keyserver.HealthAuthority](d, bucketAuthorities, issuer)
+	h, err := readJSON[keyserver.HealthAuthority](d, bucketAuthorities, issuer, keyserver.ErrNotFound)
 	if err != nil {
 		return nil, fmt.Errorf("health authority %q: %w", issuer, err)
 	}
@@ -69,7 +53,7 @@ func (d *DB) HealthAuthorities(ctx context.Context) ([]*keyserver.HealthAuthorit
 
 // PutHealthAuthority implements keyserver.AuthorityStore.
 func (d *DB) PutHealthAuthority(ctx context.Context, h *keyserver.HealthAuthority) error {
-	if err := putJSON(d, bucketAuthorities, h.Issuer, h); err != nil {
+	if err := writeJSON(d, bucketAuthorities, h.Issuer, h); err != nil {
 		return fmt.Errorf("put health authority %q: %w", h.Issuer, err)
 	}
 	return nil
@@ -77,7 +61,7 @@ func (d *DB) PutHealthAuthority(ctx context.Context, h *keyserver.HealthAuthorit
 
 // App implements keyserver.AuthorityStore.
 func (d *DB) App(ctx context.Context, id string) (*keyserver.App, error) {
-	a, err := getJSON[keyserver.App](d, bucketApps, id)
+	a, err := readJSON[keyserver.App](d, bucketApps, id, keyserver.ErrNotFound)
 	if err != nil {
 		return nil, fmt.Errorf("app %q: %w", id, err)
 	}
@@ -91,7 +75,7 @@ func (d *DB) Apps(ctx context.Context) ([]*keyserver.App, error) {
 
 // PutApp implements keyserver.AuthorityStore.
 func (d *DB) PutApp(ctx context.Context, a *keyserver.App) error {
-	if err := putJSON(d, bucketApps, a.ID, a); err != nil {
+	if err := writeJSON(d, bucketApps, a.ID, a); err != nil {
 		return fmt.Errorf("put app %q: %w", a.ID, err)
 	}
 	return nil

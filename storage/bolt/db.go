@@ -16,6 +16,7 @@ import (
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // FileName is the store's file inside the data directory.
@@ -73,7 +74,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		FreelistType:   bbolt.FreelistMapType,
 		ReadOnly:       opts.ReadOnly,
 	})
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store %s: %w", path, ErrLocked)
 	}
 	if err != nil {

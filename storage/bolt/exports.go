@@ -43,7 +43,7 @@ func (d *DB) ExportConfigs(ctx context.Context) ([]*exporter.Config, error) {
 
 // ExportConfig implements exporter.ConfigStore.
 func (d *DB) ExportConfig(ctx context.Context, root string) (*exporter.Config, error) {
-	c, err := getJSON[exporter.Config](d, bucketExportConfigs, root)
+	c, err := readJSON[exporter.Config](d, bucketExportConfigs, root, keyserver.ErrNotFound)
 	if err != nil {
 		return nil, fmt.Errorf("export config %q: %w", root, err)
 	}

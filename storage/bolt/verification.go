@@ -117,23 +117,15 @@ func (s *VerificationStore) UpdateRealm(ctx context.Context, name string, fn fun
 	var out *verification.Realm
 	err := s.w.update(func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucketVerRealms)
-		v := bk.Get([]byte(name))
-		if v == nil {
-			return verification.ErrNotFound
-		}
-		var r verification.Realm
-		if err := json.Unmarshal(v, &r); err != nil {
-			return err
-		}
-		if err := fn(&r); err != nil {
-			return err
-		}
-		b, err := json.Marshal(&r)
+		r, err := getJSON[verification.Realm](bk, []byte(name), verification.ErrNotFound)
 		if err != nil {
 			return err
 		}
-		out = &r
-		return bk.Put([]byte(name), b)
+		if err := fn(r); err != nil {
+			return err
+		}
+		out = r
+		return putJSON(bk, []byte(name), r)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update realm %q: %w", name, err)
@@ -143,32 +135,23 @@ func (s *VerificationStore) UpdateRealm(ctx context.Context, name string, fn fun
 
 // Realm implements verification.RealmStore.
 func (s *VerificationStore) Realm(ctx context.Context, name string) (*verification.Realm, error) {
-	var r verification.Realm
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucketVerRealms).Get([]byte(name))
-		if v == nil {
-			return verification.ErrNotFound
-		}
-		return json.Unmarshal(v, &r)
+	var r *verification.Realm
+	err := s.db.View(func(tx *bbolt.Tx) (err error) {
+		r, err = getJSON[verification.Realm](tx.Bucket(bucketVerRealms), []byte(name), verification.ErrNotFound)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("realm %q: %w", name, err)
 	}
-	return &r, nil
+	return r, nil
 }
 
 // Realms implements verification.RealmStore.
 func (s *VerificationStore) Realms(ctx context.Context) ([]*verification.Realm, error) {
 	var out []*verification.Realm
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketVerRealms).ForEach(func(_, v []byte) error {
-			var r verification.Realm
-			if err := json.Unmarshal(v, &r); err != nil {
-				return err
-			}
-			out = append(out, &r)
-			return nil
-		})
+	err := s.db.View(func(tx *bbolt.Tx) (err error) {
+		out, err = allJSON[verification.Realm](tx.Bucket(bucketVerRealms), nil)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("realms: %w", err)
@@ -199,34 +182,23 @@ func (s *VerificationStore) CreateAPIKey(ctx context.Context, k *verification.AP
 
 // APIKey implements verification.APIKeyStore.
 func (s *VerificationStore) APIKey(ctx context.Context, h verification.Hash) (*verification.APIKey, error) {
-	var k verification.APIKey
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucketVerAPIKeys).Get(h[:])
-		if v == nil {
-			return verification.ErrNotFound
-		}
-		return json.Unmarshal(v, &k)
+	var k *verification.APIKey
+	err := s.db.View(func(tx *bbolt.Tx) (err error) {
+		k, err = getJSON[verification.APIKey](tx.Bucket(bucketVerAPIKeys), h[:], verification.ErrNotFound)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("API key: %w", err)
 	}
-	return &k, nil
+	return k, nil
 }
 
 // APIKeys implements verification.APIKeyStore.
 func (s *VerificationStore) APIKeys(ctx context.Context, realm string) ([]*verification.APIKey, error) {
 	var out []*verification.APIKey
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketVerAPIKeys).ForEach(func(_, v []byte) error {
-			var k verification.APIKey
-			if err := json.Unmarshal(v, &k); err != nil {
-				return err
-			}
-			if k.Realm == realm {
-				out = append(out, &k)
-			}
-			return nil
-		})
+	err := s.db.View(func(tx *bbolt.Tx) (err error) {
+		out, err = allJSON(tx.Bucket(bucketVerAPIKeys), func(k *verification.APIKey) bool { return k.Realm == realm })
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("API keys of %q: %w", realm, err)
@@ -269,23 +241,15 @@ func (s *VerificationStore) RevokeAPIKey(ctx context.Context, realm, id string, 
 // ---- Codes ----
 
 func getCode(tx *bbolt.Tx, realm string, uuid []byte) (*verification.Code, error) {
-	v := tx.Bucket(bucketVerCodes).Get(realmKey(realm, uuid))
-	if v == nil {
-		return nil, verification.ErrNotFound
-	}
-	var c verification.Code
-	if err := json.Unmarshal(v, &c); err != nil {
+	c, err := getJSON[verification.Code](tx.Bucket(bucketVerCodes), realmKey(realm, uuid), verification.ErrNotFound)
+	if err != nil && !errors.Is(err, verification.ErrNotFound) {
 		return nil, fmt.Errorf("code %s: %w", uuid, err)
 	}
-	return &c, nil
+	return c, err
 }
 
 func putCode(tx *bbolt.Tx, c *verification.Code) error {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketVerCodes).Put(realmKey(c.Realm, []byte(c.UUID)), b)
+	return putJSON(tx.Bucket(bucketVerCodes), realmKey(c.Realm, []byte(c.UUID)), c)
 }
 
 // hashExpiryKey is the key of a hash's expiry index entry.
@@ -696,11 +660,7 @@ func getStats(tx *bbolt.Tx, realm string, day time.Time) (verification.Stats, er
 }
 
 func putStats(tx *bbolt.Tx, realm string, day time.Time, st verification.Stats) error {
-	b, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketVerStats).Put(statsKey(realm, day), b)
+	return putJSON(tx.Bucket(bucketVerStats), statsKey(realm, day), st)
 }
 
 func addStats(tx *bbolt.Tx, realm string, day time.Time, delta verification.Stats) error {
