@@ -10,7 +10,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/candor-en/candor/verification"
-	"github.com/candor-en/candor/verification/account"
 )
 
 type apiKeysPage struct {
@@ -56,9 +55,6 @@ func (h *Handler) addAPIKey(c echo.Context, st *state) error {
 	if err != nil {
 		return h.fail(c, st, err)
 	}
-	if err := h.acct.Record(c.Request().Context(), account.AsUser(st.user), st.realm.Name, account.ActionAPIKeyAdd, k.ID, fmt.Sprintf("%s key %q", k.Kind, k.Name)); err != nil {
-		return h.fail(c, st, err)
-	}
 	return h.apiKeysPage(c, st, http.StatusOK, apiKeysPage{Created: k, Secret: secret, Kind: string(verification.DeviceKey)})
 }
 
@@ -91,14 +87,11 @@ func (h *Handler) confirmRevoke(c echo.Context, st *state) error {
 }
 
 func (h *Handler) revokeAPIKey(c echo.Context, st *state) error {
-	k, err := h.ver.RevokeAPIKey(c.Request().Context(), st.realm.Name, c.Param("id"))
+	_, err := h.ver.RevokeAPIKey(c.Request().Context(), st.realm.Name, c.Param("id"))
 	if errors.Is(err, verification.ErrNotFound) {
 		return h.notFound(c, st)
 	}
 	if err != nil {
-		return h.fail(c, st, err)
-	}
-	if err := h.acct.Record(c.Request().Context(), account.AsUser(st.user), st.realm.Name, account.ActionAPIKeyRevoke, k.ID, fmt.Sprintf("%s key %q", k.Kind, k.Name)); err != nil {
 		return h.fail(c, st, err)
 	}
 	return c.Redirect(http.StatusSeeOther, Prefix+"/admin/apikeys?done=revoke")

@@ -13,7 +13,6 @@ import (
 
 	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/verification"
-	"github.com/candor-en/candor/verification/account"
 )
 
 // caller is the signed-in user as an issuer of codes: the verification
@@ -187,9 +186,6 @@ func (h *Handler) expireCode(c echo.Context, st *state) error {
 			return h.fail(c, st, err)
 		}
 		return h.render(c, verification.Status(verification.ErrorCode(err)), "codes", st, "Check a code", codePage{UUID: uuid, Error: msg, Searched: true})
-	}
-	if err := h.acct.Record(c.Request().Context(), account.AsUser(st.user), st.realm.Name, account.ActionCodeExpire, code.UUID, ""); err != nil {
-		return h.fail(c, st, err)
 	}
 	return c.Redirect(http.StatusSeeOther, Prefix+"/codes?expired=1&uuid="+url.QueryEscape(code.UUID))
 }

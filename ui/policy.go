@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/verification"
-	"github.com/candor-en/candor/verification/account"
 )
 
 type policyPage struct {
@@ -86,8 +84,7 @@ func (h *Handler) policy(c echo.Context, st *state) error {
 	if len(errs) > 0 {
 		return h.render(c, http.StatusBadRequest, "policy", st, "Code policy", policyPage{Realm: &next, All: allTestTypes(), Errors: errs, Limits: limits()})
 	}
-	old := st.realm
-	r, err := h.ver.UpdateRealm(c.Request().Context(), old.Name, func(r *verification.Realm) error {
+	r, err := h.ver.UpdateRealm(c.Request().Context(), st.realm.Name, func(r *verification.Realm) error {
 		r.ShortCodeLength, r.ShortCodeLifetime = next.ShortCodeLength, next.ShortCodeLifetime
 		r.LongCodeLength, r.LongCodeLifetime = next.LongCodeLength, next.LongCodeLifetime
 		r.DailyQuota, r.RequireDate, r.TestTypes = next.DailyQuota, next.RequireDate, next.TestTypes
@@ -101,28 +98,5 @@ func (h *Handler) policy(c echo.Context, st *state) error {
 			return h.fail(c, st, err)
 		}
 	}
-	if d := policyDiff(old, r); d != "" {
-		if err := h.acct.Record(c.Request().Context(), account.AsUser(st.user), r.Name, account.ActionRealmPolicy, r.Name, d); err != nil {
-			return h.fail(c, st, err)
-		}
-	}
 	return c.Redirect(http.StatusSeeOther, Prefix+"/admin/policy?done=1")
-}
-
-// policyDiff describes what changed between two versions of a realm's policy.
-func policyDiff(a, b *verification.Realm) string {
-	var d []string
-	add := func(name string, x, y any) {
-		if fmt.Sprint(x) != fmt.Sprint(y) {
-			d = append(d, fmt.Sprintf("%s %v → %v", name, x, y))
-		}
-	}
-	add("short code length", a.ShortCodeLength, b.ShortCodeLength)
-	add("short code lifetime", a.ShortCodeLifetime, b.ShortCodeLifetime)
-	add("long code length", a.LongCodeLength, b.LongCodeLength)
-	add("long code lifetime", a.LongCodeLifetime, b.LongCodeLifetime)
-	add("test types", strings.Join(a.TestTypes, ","), strings.Join(b.TestTypes, ","))
-	add("daily quota", a.DailyQuota, b.DailyQuota)
-	add("require date", a.RequireDate, b.RequireDate)
-	return strings.Join(d, "; ")
 }

@@ -60,9 +60,6 @@ func (h *Handler) addRealm(c echo.Context, st *state) error {
 		}
 		return h.fail(c, st, err)
 	}
-	if err := h.acct.Record(c.Request().Context(), account.AsUser(st.user), "", account.ActionRealmAdd, created.Name, "region "+created.Region); err != nil {
-		return h.fail(c, st, err)
-	}
 	return c.Redirect(http.StatusSeeOther, Prefix+"/system/realms?added="+created.Name)
 }
 

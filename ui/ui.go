@@ -328,6 +328,8 @@ func (h *Handler) load(next echo.HandlerFunc) echo.HandlerFunc {
 			return h.fail(c, st, err)
 		}
 		st.token, st.sess, st.user, st.loc = tok, sess, u, location(u)
+		// The services record the admin actions under the signed-in user.
+		c.SetRequest(c.Request().WithContext(verification.NewContextWithActor(c.Request().Context(), account.AsUser(u))))
 		if err := h.resolveRealm(c.Request().Context(), st); err != nil {
 			return h.fail(c, st, err)
 		}

@@ -77,7 +77,10 @@ func newFixture(t *testing.T, mod ...func(*Options)) *fixture {
 		m(&opts)
 	}
 	// The UI and the verification service share the clock.
-	if f.ver, err = verification.New(f.ctx, bolt.NewVerificationStore(db), db, master, verification.Options{LinkBase: func() string { return "https://verify.example" }, Now: opts.Now}); err != nil {
+	if f.ver, err = verification.New(f.ctx, bolt.NewVerificationStore(db), db, master, verification.Options{LinkBase: func() string { return "https://verify.example" }, Now: opts.Now,
+		Auditor: verification.AuditFunc(func(ctx context.Context, by account.Actor, realm, action, target, detail string) error {
+			return f.acct.Record(ctx, by, realm, action, target, detail)
+		})}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.ver.CreateRealm(f.ctx, verification.Realm{Name: "wa", Region: "US-WA"}); err != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/keyset"
+	"github.com/candor-en/candor/verification/account"
 )
 
 // Defaults of Options.
@@ -63,6 +65,10 @@ type Options struct {
 	CertificateKeyRotation time.Duration
 	// TokenKeyRotation is how often a realm's token signing key rotates.
 	TokenKeyRotation time.Duration
+	// Auditor records the admin actions (realms, policy, API keys, expired
+	// codes) in the internal audit list, whichever door they came through;
+	// nothing is recorded when nil.
+	Auditor Auditor
 }
 
 func (o Options) withDefaults() Options {
@@ -233,13 +239,19 @@ func (s *Service) CreateRealm(ctx context.Context, r Realm) (*Realm, error) {
 	if _, err := s.keysFor(ctx, r.Name); err != nil {
 		return nil, err
 	}
+	if err := s.audit(ctx, "", account.ActionRealmAdd, r.Name, "region "+r.Region); err != nil {
+		return nil, err
+	}
 	return &r, nil
 }
 
 // UpdateRealm applies fn to the realm called name, validates and stores the
 // result. The name cannot change.
 func (s *Service) UpdateRealm(ctx context.Context, name string, fn func(*Realm) error) (*Realm, error) {
+	var old Realm
 	r, err := s.store.UpdateRealm(ctx, name, func(r *Realm) error {
+		old = *r
+		old.TestTypes = slices.Clone(r.TestTypes)
 		if err := fn(r); err != nil {
 			return err
 		}
@@ -248,6 +260,11 @@ func (s *Service) UpdateRealm(ctx context.Context, name string, fn func(*Realm) 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update realm %s: %w", name, err)
+	}
+	if d := policyDiff(&old, r); d != "" {
+		if err := s.audit(ctx, r.Name, account.ActionRealmPolicy, r.Name, d); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }
@@ -287,6 +304,9 @@ func (s *Service) CreateAPIKey(ctx context.Context, realm string, kind APIKeyKin
 	if err := s.store.CreateAPIKey(ctx, k); err != nil {
 		return "", nil, fmt.Errorf("create API key: %w", err)
 	}
+	if err := s.audit(ctx, realm, account.ActionAPIKeyAdd, k.ID, keyDetail(k)); err != nil {
+		return "", nil, err
+	}
 	return secret, k, nil
 }
 
@@ -304,6 +324,9 @@ func (s *Service) RevokeAPIKey(ctx context.Context, realm, id string) (*APIKey, 
 	k, err := s.store.RevokeAPIKey(ctx, realm, id, s.now().UTC())
 	if err != nil {
 		return nil, fmt.Errorf("revoke API key %s of %s: %w", id, realm, err)
+	}
+	if err := s.audit(ctx, realm, account.ActionAPIKeyRevoke, k.ID, keyDetail(k)); err != nil {
+		return nil, err
 	}
 	return k, nil
 }
@@ -680,6 +703,12 @@ func (s *Service) ExpireCode(ctx context.Context, c *Caller, uuid string) (*Code
 	case errors.Is(err, ErrExpired):
 		return nil, errorf(api.ErrVerifyCodeExpired, "the code has already expired")
 	case err != nil:
+		return nil, internal("expiring code", err)
+	}
+	if _, ok := ActorFromContext(ctx); !ok {
+		ctx = NewContextWithActor(ctx, account.Actor{Name: "API key " + c.Key.ID})
+	}
+	if err := s.audit(ctx, c.Realm.Name, account.ActionCodeExpire, code.UUID, ""); err != nil {
 		return nil, internal("expiring code", err)
 	}
 	return code, nil

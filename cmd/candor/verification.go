@@ -19,6 +19,7 @@ import (
 	"github.com/candor-en/candor/internal/operator"
 	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/verification"
+	"github.com/candor-en/candor/verification/account"
 )
 
 // VerificationConfig is the verification role's part of Config.
@@ -101,6 +102,13 @@ func (m *Main) openVerification(ctx context.Context) error {
 		KeyLimiter:             m.failureLimiter(cmp.Or(cfg.VerifyKeyFailureBurst, verification.DefaultKeyFailureBurst), cmp.Or(cfg.VerifyKeyFailureInterval, verification.DefaultKeyFailureInterval)),
 		CertificateKeyRotation: cfg.CertificateKeyRotation,
 		TokenKeyRotation:       cfg.TokenKeyRotation,
+		// The audit list is the accounts', opened after this service.
+		Auditor: verification.AuditFunc(func(ctx context.Context, by account.Actor, realm, action, target, detail string) error {
+			if m.Accounts == nil {
+				return nil
+			}
+			return m.Accounts.Record(ctx, by, realm, action, target, detail)
+		}),
 	})
 	if err != nil {
 		return err

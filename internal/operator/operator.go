@@ -124,7 +124,8 @@ func Run(ctx context.Context, s *Services, name string, req json.RawMessage) (an
 	if !ok {
 		return nil, fmt.Errorf("%w %s", ErrUnknown, name)
 	}
-	return fn(ctx, s, req)
+	// The services record the admin actions as the operator's.
+	return fn(verification.NewContextWithActor(ctx, account.Operator()), s, req)
 }
 
 // Role is the server role (as --roles names it) whose services operation
