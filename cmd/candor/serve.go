@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tink-crypto/tink-go/v2/tink"
+	"k8s.io/klog/v2"
 
 	"github.com/candor-en/candor/internal/web"
 	"github.com/candor-en/candor/keyserver"
@@ -137,6 +138,9 @@ func NewMain(cfg Config, logOut io.Writer) (*Main, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Tessera logs through klog: its lines go through this logger, with its
+	// level and format, not raw to stderr.
+	klog.SetSlogLogger(log)
 	return &Main{Config: cfg, Log: log}, nil
 }
 
