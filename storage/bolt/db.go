@@ -7,7 +7,6 @@
 package bolt
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -113,17 +112,3 @@ func (d *DB) Close() error {
 // Bolt returns the underlying handle, for adapters in this package's
 // sub-packages and for tests.
 func (d *DB) Bolt() *bbolt.DB { return d.db }
-
-// RegisterBuckets creates buckets for another domain's records.
-func (d *DB) RegisterBuckets(names ...[]byte) error {
-	return d.db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range names {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return fmt.Errorf("create bucket %s: %w", b, err)
-			}
-		}
-		return nil
-	})
-}
-
-func ctxErr(ctx context.Context) error { return ctx.Err() }
