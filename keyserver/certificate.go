@@ -29,7 +29,7 @@ const certificateLeeway = 30 * time.Second
 // app's allowed authorities, and its TEK HMAC against the request's keys.
 func (p *Publisher) verifyCertificate(ctx context.Context, app *App, req *api.Publish) (*verifiedCertificate, error) {
 	invalid := func(format string, args ...any) error {
-		return errorf(api.CodeCertificateInvalid, format, args...)
+		return api.Errorf(api.CodeCertificateInvalid, format, args...)
 	}
 	if req.VerificationPayload == "" {
 		return nil, invalid("verificationPayload is missing")
@@ -71,10 +71,10 @@ func (p *Publisher) verifyCertificate(ctx context.Context, app *App, req *api.Pu
 		return pub, nil
 	})
 	if lookupErr != nil {
-		return nil, &Error{Code: api.CodeUnableToLoadHealthAuthority, Message: "loading health authority", Err: lookupErr}
+		return nil, &api.Error{Code: api.CodeUnableToLoadHealthAuthority, Message: "loading health authority", Err: lookupErr}
 	}
 	if err != nil {
-		return nil, &Error{Code: api.CodeCertificateInvalid, Message: "verification certificate is invalid", Err: err}
+		return nil, &api.Error{Code: api.CodeCertificateInvalid, Message: "verification certificate is invalid", Err: err}
 	}
 	if claims.Audience != authority.Audience {
 		return nil, invalid("certificate audience does not match the health authority")

@@ -86,7 +86,7 @@ func (h *Handler) answer(c echo.Context) (int, *api.PublishResponse) {
 		code := ErrorCode(err)
 		h.outcomes.WithLabelValues(code).Inc()
 		msg := "internal error"
-		var perr *Error
+		var perr *api.Error
 		if errors.As(err, &perr) {
 			msg = perr.Message
 		}
@@ -128,4 +128,25 @@ func (h *Handler) reply(c echo.Context, status int, resp *api.PublishResponse, h
 	hold()
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 	return c.JSONBlob(status, b)
+}
+
+// Status returns the HTTP status of a publish error code.
+func Status(code string) int {
+	switch code {
+	case "":
+		return http.StatusOK
+	case api.CodePartialFailure:
+		return http.StatusOK
+	case api.CodeUnknownHealthAuthorityID, api.CodeCertificateInvalid:
+		return http.StatusUnauthorized
+	case api.CodeInternalError, api.CodeUnableToLoadHealthAuthority:
+		return http.StatusInternalServerError
+	}
+	return http.StatusBadRequest
+}
+
+// ErrorCode returns the API code of err: the code of an *api.Error, or
+// internal_error for anything else.
+func ErrorCode(err error) string {
+	return api.ErrorCode(err, api.CodeInternalError)
 }

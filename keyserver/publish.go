@@ -124,18 +124,18 @@ type Result struct {
 }
 
 // Publish validates req, checks its certificate, applies revisions and
-// stores the keys. Failures are *Error values carrying the API code.
+// stores the keys. Failures are *api.Error values carrying the API code.
 func (p *Publisher) Publish(ctx context.Context, req *api.Publish) (*Result, error) {
 	now := p.now()
 	if n := len(req.Keys); n == 0 || n > MaxKeysPerPublish {
-		return nil, errorf(api.CodeBadRequest, "a publish carries 1 to %d keys, not %d", MaxKeysPerPublish, n)
+		return nil, api.Errorf(api.CodeBadRequest, "a publish carries 1 to %d keys, not %d", MaxKeysPerPublish, n)
 	}
 	app, err := p.authorities.App(ctx, req.HealthAuthorityID)
 	if errors.Is(err, ErrNotFound) {
-		return nil, errorf(api.CodeUnknownHealthAuthorityID, "unknown healthAuthorityID")
+		return nil, api.Errorf(api.CodeUnknownHealthAuthorityID, "unknown healthAuthorityID")
 	}
 	if err != nil {
-		return nil, &Error{Code: api.CodeUnableToLoadHealthAuthority, Message: "loading app", Err: err}
+		return nil, &api.Error{Code: api.CodeUnableToLoadHealthAuthority, Message: "loading app", Err: err}
 	}
 	cert, err := p.verifyCertificate(ctx, app, req)
 	if err != nil {
@@ -152,7 +152,7 @@ func (p *Publisher) Publish(ctx context.Context, req *api.Publish) (*Result, err
 	if req.RevisionToken != "" {
 		aead, err := p.revision.AEAD()
 		if err != nil {
-			return nil, &Error{Code: api.CodeInternalError, Message: "revision keys", Err: err}
+			return nil, &api.Error{Code: api.CodeInternalError, Message: "revision keys", Err: err}
 		}
 		if token, err = OpenRevisionToken(aead, req.RevisionToken); err != nil {
 			// A bad token only matters if a key needs revising; decided in plan.
@@ -179,14 +179,14 @@ func (p *Publisher) Publish(ctx context.Context, req *api.Publish) (*Result, err
 		})
 	}
 	if err != nil {
-		var perr *Error
+		var perr *api.Error
 		if errors.As(err, &perr) {
 			return nil, perr
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err() // the client went away
 		}
-		return nil, &Error{Code: api.CodeInternalError, Message: "storing keys", Err: err}
+		return nil, &api.Error{Code: api.CodeInternalError, Message: "storing keys", Err: err}
 	}
 	res.Inserted, res.Revised = inserted+retried, revised
 
@@ -247,15 +247,15 @@ func planChange(batch []*Exposure, existing map[[KeyLength]byte]*Exposure, rt Re
 			continue
 		}
 		if !tokenSent {
-			return nil, 0, errorf(api.CodeMissingRevisionToken, "a key was uploaded before; its revision token is required")
+			return nil, 0, api.Errorf(api.CodeMissingRevisionToken, "a key was uploaded before; its revision token is required")
 		}
 		if token == nil {
-			return nil, 0, errorf(api.CodeInvalidRevisionToken, "the revision token is invalid or expired")
+			return nil, 0, api.Errorf(api.CodeInvalidRevisionToken, "the revision token is invalid or expired")
 		}
 		tk, ok := token.Find(in.Key)
 		if !ok || tk.IntervalNumber != prev.IntervalNumber || tk.IntervalCount != prev.IntervalCount ||
 			in.IntervalNumber != prev.IntervalNumber || in.IntervalCount != prev.IntervalCount {
-			return nil, 0, errorf(api.CodeInvalidRevisionToken, "the revision token does not cover an uploaded key")
+			return nil, 0, api.Errorf(api.CodeInvalidRevisionToken, "the revision token does not cover an uploaded key")
 		}
 		if rt == prev.ReportType || prev.Revised && rt == prev.RevisedReportType {
 			// The original or the revised type again (e.g. the likely upload
@@ -264,10 +264,10 @@ func planChange(batch []*Exposure, existing map[[KeyLength]byte]*Exposure, rt Re
 			continue
 		}
 		if prev.Revised {
-			return nil, 0, errorf(api.CodeKeyAlreadyRevised, "a key was already revised")
+			return nil, 0, api.Errorf(api.CodeKeyAlreadyRevised, "a key was already revised")
 		}
 		if !prev.ReportType.CanReviseTo(rt) {
-			return nil, 0, errorf(api.CodeInvalidReportTypeTransition, "report type %s cannot be revised to %s", prev.ReportType, rt)
+			return nil, 0, api.Errorf(api.CodeInvalidReportTypeTransition, "report type %s cannot be revised to %s", prev.ReportType, rt)
 		}
 		rev := *prev
 		rev.Revised = true
@@ -378,7 +378,7 @@ func (p *Publisher) transform(req *api.Publish, app *App, cert *verifiedCertific
 		out = append(out, e)
 	}
 	if len(out) == 0 && firstErr != "" {
-		return nil, errorf(api.CodeBadRequest, "no valid key: %s", firstErr)
+		return nil, api.Errorf(api.CodeBadRequest, "no valid key: %s", firstErr)
 	}
 	// Keys only dropped for their distance from the symptom onset are not an
 	// error, even all of them: the reference answers 200 with the warnings.
@@ -402,19 +402,19 @@ func (p *Publisher) checkOverlap(keys []*Exposure) error {
 	var prevStart, prevEnd int32
 	for i, e := range sorted {
 		if seen[e.Key] {
-			return errorf(api.CodeBadRequest, "the same key appears twice")
+			return api.Errorf(api.CodeBadRequest, "the same key appears twice")
 		}
 		seen[e.Key] = true
 		if i > 0 && e.IntervalNumber == prevStart {
 			perStart++
 			if perStart > p.opts.MaxSameStartInterval {
-				return errorf(api.CodeBadRequest, "more than %d keys start at interval %d", p.opts.MaxSameStartInterval, e.IntervalNumber)
+				return api.Errorf(api.CodeBadRequest, "more than %d keys start at interval %d", p.opts.MaxSameStartInterval, e.IntervalNumber)
 			}
 			prevEnd = max(prevEnd, e.EndInterval())
 			continue
 		}
 		if i > 0 && e.IntervalNumber < prevEnd {
-			return errorf(api.CodeBadRequest, "keys have overlapping validity")
+			return api.Errorf(api.CodeBadRequest, "keys have overlapping validity")
 		}
 		perStart = 1
 		prevStart, prevEnd = e.IntervalNumber, e.EndInterval()

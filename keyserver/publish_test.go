@@ -166,7 +166,7 @@ func TestPublishRefusesBadInput(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Publish succeeded (%+v), want %s", res, tt.code)
 			}
-			var perr *keyserver.Error
+			var perr *api.Error
 			if !errors.As(err, &perr) || perr.Code != tt.code {
 				t.Fatalf("Publish error = %v, want code %s", err, tt.code)
 			}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/verification"
 	"github.com/candor-en/candor/verification/account"
 )
@@ -559,7 +560,7 @@ func (h *Handler) fail(c echo.Context, st *state, err error) error {
 // userMessage returns the message of an error the user can act on, or ""
 // for an internal one.
 func userMessage(err error) string {
-	var ve *verification.Error
+	var ve *api.Error
 	if errors.As(err, &ve) {
 		if ve.Code == "internal_server_error" {
 			return ""

@@ -195,7 +195,7 @@ const (
 // fraction is dropped) and returns it as whole minutes.
 func ParseTZOffset(v float64) (int, error) {
 	if math.IsNaN(v) || v < MinTZOffset || v > MaxTZOffset {
-		return 0, errorf(api.ErrUnparsableRequest, "tzOffset %v: must be minutes east of UTC, %d to %d", v, MinTZOffset, MaxTZOffset)
+		return 0, api.Errorf(api.ErrUnparsableRequest, "tzOffset %v: must be minutes east of UTC, %d to %d", v, MinTZOffset, MaxTZOffset)
 	}
 	return int(v), nil
 }
@@ -218,15 +218,15 @@ func LocalDay(now time.Time, tzOffset int) time.Time {
 func ParseDate(field, s string, now time.Time, tzOffset, maxAgeDays int) (time.Time, error) {
 	d, err := time.Parse(DateLayout, s)
 	if err != nil {
-		return time.Time{}, errorf(api.ErrUnparsableRequest, "%s %q is not a YYYY-MM-DD date", field, truncate(s, 32))
+		return time.Time{}, api.Errorf(api.ErrUnparsableRequest, "%s %q is not a YYYY-MM-DD date", field, truncate(s, 32))
 	}
 	today := LocalDay(now, tzOffset)
 	oldest := today.AddDate(0, 0, -maxAgeDays)
 	if d.After(today) {
-		return time.Time{}, errorf(api.ErrInvalidDate, "%s %s is after the issuer's today %s", field, s, today.Format(DateLayout))
+		return time.Time{}, api.Errorf(api.ErrInvalidDate, "%s %s is after the issuer's today %s", field, s, today.Format(DateLayout))
 	}
 	if d.Before(oldest) {
-		return time.Time{}, errorf(api.ErrInvalidDate, "%s %s is more than %d days before the issuer's today %s", field, s, maxAgeDays, today.Format(DateLayout))
+		return time.Time{}, api.Errorf(api.ErrInvalidDate, "%s %s is more than %d days before the issuer's today %s", field, s, maxAgeDays, today.Format(DateLayout))
 	}
 	return d, nil
 }
@@ -238,7 +238,7 @@ var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4
 func normalizeUUID(s string) (string, error) {
 	u := strings.ToLower(strings.TrimSpace(s))
 	if !uuidRE.MatchString(u) {
-		return "", errorf(api.ErrUnparsableRequest, "uuid %q is not a UUID", truncate(s, 40))
+		return "", api.Errorf(api.ErrUnparsableRequest, "uuid %q is not a UUID", truncate(s, 40))
 	}
 	return u, nil
 }

@@ -125,7 +125,7 @@ func (h *Handler) fail(c echo.Context, endpoint string, err error) error {
 	if status >= 500 {
 		h.log.ErrorContext(c.Request().Context(), "verification request failed", "endpoint", endpoint, "err", err)
 	}
-	var e *Error
+	var e *api.Error
 	if errors.As(err, &e) && e.RetryAfter > 0 {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 	}
@@ -386,4 +386,41 @@ func isPhone(ua string) bool {
 
 func linkPage(msg string) string {
 	return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Verification link</title></head><body><p>` + msg + `</p></body></html>`
+}
+
+// Status returns the HTTP status of a verification API error code; "" is 200.
+func Status(code string) int {
+	switch code {
+	case "":
+		return http.StatusOK
+	case api.ErrUnauthorized:
+		return http.StatusUnauthorized
+	case api.ErrVerifyCodeNotFound:
+		return http.StatusNotFound
+	case api.ErrUUIDAlreadyExists:
+		return http.StatusConflict
+	case api.ErrUnsupportedTestType:
+		return http.StatusPreconditionFailed
+	case api.ErrMaintenanceMode, api.ErrQuotaExceeded, api.ErrRateLimited:
+		return http.StatusTooManyRequests
+	case api.ErrInternal:
+		return http.StatusInternalServerError
+	}
+	return http.StatusBadRequest
+}
+
+// ErrorCode returns the API code of err: the code of an *api.Error, or
+// internal_server_error for anything else.
+func ErrorCode(err error) string {
+	return api.ErrorCode(err, api.ErrInternal)
+}
+
+// errorMessage is the text shown to clients for err: never an internal
+// error's details.
+func errorMessage(err error) string {
+	var e *api.Error
+	if errors.As(err, &e) && e.Code != api.ErrInternal {
+		return e.Message
+	}
+	return "internal error"
 }

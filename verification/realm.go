@@ -217,7 +217,7 @@ func ParseAccept(accept []string) (AcceptSet, error) {
 		case api.TestTypeUserReport:
 			set.types[api.TestTypeConfirmed], set.types[api.TestTypeUserReport] = true, true
 		default:
-			return AcceptSet{}, errorf(api.ErrInvalidTestType, "accept: unknown test type %q", truncate(raw, 32))
+			return AcceptSet{}, api.Errorf(api.ErrInvalidTestType, "accept: unknown test type %q", truncate(raw, 32))
 		}
 	}
 	return set, nil

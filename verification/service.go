@@ -345,7 +345,7 @@ type Caller struct {
 // must be of kind and not revoked. Every failure is unauthorized (401) with
 // the same message, so it tells nothing about which keys exist.
 func (s *Service) Authenticate(ctx context.Context, secret string, kind APIKeyKind) (*Caller, error) {
-	unauthorized := errorf(api.ErrUnauthorized, "a valid %s API key is required in the %s header", kind, api.APIKeyHeader)
+	unauthorized := api.Errorf(api.ErrUnauthorized, "a valid %s API key is required in the %s header", kind, api.APIKeyHeader)
 	if secret == "" || len(secret) > 256 {
 		return nil, unauthorized
 	}
@@ -371,7 +371,7 @@ func (s *Service) Authenticate(ctx context.Context, secret string, kind APIKeyKi
 
 func checkMaintenance(r *Realm) error {
 	if r.Maintenance {
-		return errorf(api.ErrMaintenanceMode, "the realm is in maintenance; try again later")
+		return api.Errorf(api.ErrMaintenanceMode, "the realm is in maintenance; try again later")
 	}
 	return nil
 }
@@ -414,11 +414,11 @@ func (s *Service) reserveAttempt(c *Caller) (refund func(), err error) {
 	}
 	key := "key:" + c.Key.ID
 	if ok, wait := s.opts.Limiter.Reserve(client); !ok {
-		return nil, &Error{Code: api.ErrRateLimited, Message: "too many failed attempts; try again later", RetryAfter: wait}
+		return nil, &api.Error{Code: api.ErrRateLimited, Message: "too many failed attempts; try again later", RetryAfter: wait}
 	}
 	if ok, wait := s.opts.KeyLimiter.Reserve(key); !ok {
 		s.opts.Limiter.Refund(client)
-		return nil, &Error{Code: api.ErrRateLimited, Message: "too many failed attempts; try again later", RetryAfter: wait}
+		return nil, &api.Error{Code: api.ErrRateLimited, Message: "too many failed attempts; try again later", RetryAfter: wait}
 	}
 	return func() {
 		s.opts.Limiter.Refund(client)
@@ -433,14 +433,14 @@ func (s *Service) reserveAttempt(c *Caller) (refund func(), err error) {
 // part, hold no attempt.
 func (s *Service) redeem(ctx context.Context, c *Caller, code string, accept AcceptSet) (*Verified, error) {
 	r := c.Realm
-	invalid := errorf(api.ErrVerifyCodeInvalid, "the verification code is invalid or was already used")
-	expired := errorf(api.ErrVerifyCodeExpired, "the verification code has expired")
+	invalid := api.Errorf(api.ErrVerifyCodeInvalid, "the verification code is invalid or was already used")
+	expired := api.Errorf(api.ErrVerifyCodeExpired, "the verification code has expired")
 	refund, err := s.reserveAttempt(c)
 	if err != nil {
 		return nil, err
 	}
 	now := s.now()
-	fail := func(e *Error) (*Verified, error) {
+	fail := func(e *api.Error) (*Verified, error) {
 		s.invalid.add(r.Name, now) // the attempt stays spent
 		return nil, e
 	}
@@ -461,7 +461,7 @@ func (s *Service) redeem(ctx context.Context, c *Caller, code string, accept Acc
 	}
 	refund() // a hit: the guess did not fail
 	if !accept.Accepts(found.TestType) {
-		return nil, errorf(api.ErrUnsupportedTestType, "the app does not accept test type %s; it may need an update", found.TestType)
+		return nil, api.Errorf(api.ErrUnsupportedTestType, "the app does not accept test type %s; it may need an update", found.TestType)
 	}
 	keys, err := s.keysFor(ctx, r.Name)
 	if err != nil {
@@ -519,10 +519,10 @@ func (s *Service) Certificate(ctx context.Context, c *Caller, req *api.Verificat
 	// The key server decodes tekmac as standard base64, so only that is accepted.
 	mac, err := base64.StdEncoding.DecodeString(req.ExposureKeyHMAC)
 	if err != nil {
-		return "", errorf(api.ErrHMACInvalid, "ekeyhmac is not standard base64")
+		return "", api.Errorf(api.ErrHMACInvalid, "ekeyhmac is not standard base64")
 	}
 	if len(mac) != sha256.Size {
-		return "", errorf(api.ErrHMACInvalid, "ekeyhmac is %d bytes, want %d", len(mac), sha256.Size)
+		return "", api.Errorf(api.ErrHMACInvalid, "ekeyhmac is %d bytes, want %d", len(mac), sha256.Size)
 	}
 	now := s.now()
 	cert, err := newCertificate(keys.certificate, r, sub, req.ExposureKeyHMAC, now)
@@ -531,7 +531,7 @@ func (s *Service) Certificate(ctx context.Context, c *Caller, req *api.Verificat
 	}
 	switch err := s.store.ClaimToken(ctx, r.Name, claims.ID, claims.ExpiresAt.Time, now); {
 	case errors.Is(err, ErrUsed):
-		return "", errorf(api.ErrTokenExpired, "the verification token was already used")
+		return "", api.Errorf(api.ErrTokenExpired, "the verification token was already used")
 	case err != nil:
 		return "", internal("claiming token", err)
 	}
@@ -563,10 +563,10 @@ func (s *Service) Issue(ctx context.Context, c *Caller, req *api.IssueCodeReques
 	now := s.now()
 	tt := strings.ToLower(strings.TrimSpace(req.TestType))
 	if !ValidTestType(tt) {
-		return nil, errorf(api.ErrInvalidTestType, "testType %q: must be one of %s", truncate(req.TestType, 32), allTestTypes)
+		return nil, api.Errorf(api.ErrInvalidTestType, "testType %q: must be one of %s", truncate(req.TestType, 32), allTestTypes)
 	}
 	if !r.Issues(tt) {
-		return nil, errorf(api.ErrUnsupportedTestType, "this realm does not issue %s codes", tt)
+		return nil, api.Errorf(api.ErrUnsupportedTestType, "this realm does not issue %s codes", tt)
 	}
 	tz, err := ParseTZOffset(req.TZOffset)
 	if err != nil {
@@ -584,7 +584,7 @@ func (s *Service) Issue(ctx context.Context, c *Caller, req *api.IssueCodeReques
 		dates[i] = t.Format(DateLayout)
 	}
 	if r.RequireDate && dates[0] == "" && dates[1] == "" {
-		return nil, errorf(api.ErrMissingDate, "this realm requires a symptomDate or testDate")
+		return nil, api.Errorf(api.ErrMissingDate, "this realm requires a symptomDate or testDate")
 	}
 	var uuid string
 	if strings.TrimSpace(req.UUID) != "" {
@@ -626,9 +626,9 @@ func (s *Service) Issue(ctx context.Context, c *Caller, req *api.IssueCodeReques
 		case errors.Is(err, ErrCollision):
 			continue
 		case errors.Is(err, ErrExists):
-			return nil, errorf(api.ErrUUIDAlreadyExists, "a code with uuid %s was already issued", uuid)
+			return nil, api.Errorf(api.ErrUUIDAlreadyExists, "a code with uuid %s was already issued", uuid)
 		case errors.Is(err, ErrQuotaExceeded):
-			return nil, errorf(api.ErrQuotaExceeded, "the realm issued its daily quota of %d codes", r.DailyQuota)
+			return nil, api.Errorf(api.ErrQuotaExceeded, "the realm issued its daily quota of %d codes", r.DailyQuota)
 		default:
 			return nil, internal("storing code", err)
 		}
@@ -650,12 +650,12 @@ func (s *Service) BatchIssue(ctx context.Context, c *Caller, req *api.BatchIssue
 		return nil, err
 	}
 	if n := len(req.Codes); n == 0 || n > api.MaxBatchIssue {
-		return nil, errorf(api.ErrUnparsableRequest, "a batch holds 1 to %d codes, not %d", api.MaxBatchIssue, n)
+		return nil, api.Errorf(api.ErrUnparsableRequest, "a batch holds 1 to %d codes, not %d", api.MaxBatchIssue, n)
 	}
 	out := make([]IssueResult, len(req.Codes))
 	for i, one := range req.Codes {
 		if one == nil {
-			out[i].Err = errorf(api.ErrUnparsableRequest, "code %d is null", i)
+			out[i].Err = api.Errorf(api.ErrUnparsableRequest, "code %d is null", i)
 			continue
 		}
 		out[i].Issued, out[i].Err = s.Issue(ctx, c, one)
@@ -675,7 +675,7 @@ func (s *Service) CodeStatus(ctx context.Context, c *Caller, uuid string) (*Code
 	}
 	code, err := s.store.CodeByUUID(ctx, c.Realm.Name, u)
 	if errors.Is(err, ErrNotFound) {
-		return nil, errorf(api.ErrVerifyCodeNotFound, "no code with this uuid; it may have expired and been removed")
+		return nil, api.Errorf(api.ErrVerifyCodeNotFound, "no code with this uuid; it may have expired and been removed")
 	}
 	if err != nil {
 		return nil, internal("loading code", err)
@@ -697,11 +697,11 @@ func (s *Service) ExpireCode(ctx context.Context, c *Caller, uuid string) (*Code
 	code, err := s.store.ExpireCode(ctx, c.Realm.Name, u, s.now().UTC())
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return nil, errorf(api.ErrVerifyCodeNotFound, "no code with this uuid; it may have expired and been removed")
+		return nil, api.Errorf(api.ErrVerifyCodeNotFound, "no code with this uuid; it may have expired and been removed")
 	case errors.Is(err, ErrClaimed):
-		return nil, errorf(api.ErrVerifyCodeInvalid, "the code was already claimed")
+		return nil, api.Errorf(api.ErrVerifyCodeInvalid, "the code was already claimed")
 	case errors.Is(err, ErrExpired):
-		return nil, errorf(api.ErrVerifyCodeExpired, "the code has already expired")
+		return nil, api.Errorf(api.ErrVerifyCodeExpired, "the code has already expired")
 	case err != nil:
 		return nil, internal("expiring code", err)
 	}
@@ -716,12 +716,12 @@ func (s *Service) ExpireCode(ctx context.Context, c *Caller, uuid string) (*Code
 
 func (s *Service) lookupUUID(uuid string) (string, error) {
 	if strings.TrimSpace(uuid) == "" {
-		return "", errorf(api.ErrUnparsableRequest, "uuid is required")
+		return "", api.Errorf(api.ErrUnparsableRequest, "uuid is required")
 	}
 	u, err := normalizeUUID(uuid)
 	if err != nil {
 		// Not a UUID: certainly not a code of ours.
-		return "", errorf(api.ErrVerifyCodeNotFound, "no code with this uuid")
+		return "", api.Errorf(api.ErrVerifyCodeNotFound, "no code with this uuid")
 	}
 	return u, nil
 }

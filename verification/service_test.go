@@ -532,7 +532,7 @@ func TestRateLimit(t *testing.T) {
 	good := f.issue(api.IssueCodeRequest{TestType: "confirmed"})
 	_, err := f.verify(good.Code)
 	wantCode(t, err, api.ErrRateLimited)
-	var e *verification.Error
+	var e *api.Error
 	if !asError(err, &e) || e.RetryAfter <= 0 {
 		t.Errorf("rate limited without Retry-After: %v", err)
 	}
@@ -672,8 +672,8 @@ func TestAuthenticate(t *testing.T) {
 	}
 }
 
-func asError(err error, target **verification.Error) bool {
-	e, ok := err.(*verification.Error)
+func asError(err error, target **api.Error) bool {
+	e, ok := err.(*api.Error)
 	if ok {
 		*target = e
 	}

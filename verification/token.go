@@ -169,17 +169,17 @@ func parseToken(ring *keyset.Ring, r *Realm, raw string, now func() time.Time) (
 		return publicKey(ring, t)
 	})
 	if errors.Is(err, jwt.ErrTokenExpired) {
-		return nil, Subject{}, &Error{Code: api.ErrTokenExpired, Message: "the verification token has expired", Err: err}
+		return nil, Subject{}, &api.Error{Code: api.ErrTokenExpired, Message: "the verification token has expired", Err: err}
 	}
 	if err != nil {
-		return nil, Subject{}, &Error{Code: api.ErrTokenInvalid, Message: "the verification token is invalid", Err: err}
+		return nil, Subject{}, &api.Error{Code: api.ErrTokenInvalid, Message: "the verification token is invalid", Err: err}
 	}
 	if claims.ID == "" || len(claims.ID) > maxJTILength {
-		return nil, Subject{}, errorf(api.ErrTokenInvalid, "the verification token has no valid jti")
+		return nil, Subject{}, api.Errorf(api.ErrTokenInvalid, "the verification token has no valid jti")
 	}
 	sub, err := ParseSubject(claims.Subject)
 	if err != nil {
-		return nil, Subject{}, &Error{Code: api.ErrTokenInvalid, Message: "the verification token's subject is invalid", Err: err}
+		return nil, Subject{}, &api.Error{Code: api.ErrTokenInvalid, Message: "the verification token's subject is invalid", Err: err}
 	}
 	return claims, sub, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/candor-en/candor/api"
 	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/storage/internal/record"
 )
@@ -248,7 +249,7 @@ func (d *DB) Publish(ctx context.Context, keys [][keyserver.KeyLength]byte, plan
 		err = refused
 	}
 	if err != nil {
-		var perr *keyserver.Error
+		var perr *api.Error
 		if errors.As(err, &perr) {
 			return err
 		}

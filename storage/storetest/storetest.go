@@ -100,9 +100,9 @@ func TestExposures(t *testing.T, open func(t *testing.T) ExposureStore) {
 	t.Run("a refused plan writes nothing", func(t *testing.T) {
 		s := open(t)
 		e := exposure(1, base)
-		perr := &keyserver.Error{Code: api.CodeInvalidRevisionToken, Message: "no"}
+		perr := &api.Error{Code: api.CodeInvalidRevisionToken, Message: "no"}
 		err := s.Publish(ctx, [][16]byte{e.Key}, func(map[[16]byte]*keyserver.Exposure) (*keyserver.Change, error) { return nil, perr })
-		var got *keyserver.Error
+		var got *api.Error
 		if !errors.As(err, &got) || got.Code != api.CodeInvalidRevisionToken {
 			t.Fatalf("error %v, want the plan's error", err)
 		}
