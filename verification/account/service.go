@@ -107,6 +107,8 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+//lint:file-ignore ST1005 the Service's errors below are sentences shown to users as they are
+
 // Errors of the Service; their messages may be shown to users.
 var (
 	// ErrBadCredentials: unknown email, wrong password, or disabled user —
