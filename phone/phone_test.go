@@ -329,9 +329,7 @@ func TestSyncJourney(t *testing.T) {
 
 	// A negative test revokes the keys: no exposure left.
 	var revoked []export.Key
-	for _, k := range published(t, a, export.Revoked) {
-		revoked = append(revoked, k)
-	}
+	revoked = append(revoked, published(t, a, export.Revoked)...)
 	fx.add(nil, revoked, nil)
 	res, err = b.Sync(ctx, fx.client(), phone.SyncOptions{})
 	if err != nil || len(res.Exposures) != 0 {
