@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/keyserver/exporter"
 )
 
@@ -156,7 +155,7 @@ func (ExportRootRequest) Validate() error { return nil }
 // ExportKeysOf returns the public signing keys of a configuration.
 func (s *Services) ExportKeysOf(ctx context.Context, req ExportRootRequest) ([]exporter.PublishedKey, error) {
 	keys, err := s.Exporter.PublicKeys(ctx, req.Root)
-	if errors.Is(err, keyserver.ErrNotFound) {
+	if errors.Is(err, exporter.ErrNotFound) {
 		return nil, Error(fmt.Sprintf("no export configuration %q", req.Root))
 	}
 	if err != nil {

@@ -17,7 +17,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/candor-en/candor/api/export"
-	"github.com/candor-en/candor/keyserver"
 )
 
 // ExportsPath is the URL prefix of the export files.
@@ -255,7 +254,7 @@ func contentETag(b []byte) string {
 
 func (h *Handler) serveKeys(c echo.Context, root string) error {
 	keys, err := h.keys(c.Request().Context(), root)
-	if errors.Is(err, keyserver.ErrNotFound) {
+	if errors.Is(err, ErrNotFound) {
 		return echo.NewHTTPError(http.StatusNotFound)
 	}
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/candor-en/candor/api/export"
-	"github.com/candor-en/candor/keyserver"
 	"github.com/candor-en/candor/keyset"
 )
 
@@ -192,7 +191,7 @@ func AddSignatureInfo(ctx context.Context, store ConfigStore, keys Keys, root, k
 	}
 	c, err := store.UpdateExportConfig(ctx, root, func(cur *Config) (*Config, error) {
 		if cur == nil {
-			return nil, fmt.Errorf("export config %s: %w", root, keyserver.ErrNotFound)
+			return nil, fmt.Errorf("export config %s: %w", root, ErrNotFound)
 		}
 		n := cur.WithDefaults()
 		for _, s := range n.SignatureInfos {
@@ -225,7 +224,7 @@ func RetireSignatureInfo(ctx context.Context, store ConfigStore, root, keyID, ke
 	}
 	return store.UpdateExportConfig(ctx, root, func(cur *Config) (*Config, error) {
 		if cur == nil {
-			return nil, fmt.Errorf("export config %s: %w", root, keyserver.ErrNotFound)
+			return nil, fmt.Errorf("export config %s: %w", root, ErrNotFound)
 		}
 		n := cur.WithDefaults()
 		found := false
@@ -239,7 +238,7 @@ func RetireSignatureInfo(ctx context.Context, store ConfigStore, root, keyID, ke
 			}
 		}
 		if !found {
-			return nil, fmt.Errorf("export config %s: no key %s/%s: %w", root, keyID, keyVersion, keyserver.ErrNotFound)
+			return nil, fmt.Errorf("export config %s: no key %s/%s: %w", root, keyID, keyVersion, ErrNotFound)
 		}
 		// Some key must still sign after the retirement takes effect.
 		if len(n.ActiveSignatureInfos(at)) == 0 {

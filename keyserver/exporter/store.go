@@ -13,9 +13,11 @@ import (
 	"github.com/candor-en/candor/keyserver"
 )
 
-// Errors of the stores, checked with errors.Is. Lookups of missing records
-// return keyserver.ErrNotFound.
+// Errors of the stores, checked with errors.Is.
 var (
+	// ErrNotFound is returned by lookups of a configuration or batch that
+	// does not exist.
+	ErrNotFound = errors.New("not found")
 	// ErrLeaseHeld is lease.ErrHeld: another owner holds the window's
 	// lease; skip the window, another exporter is on it.
 	ErrLeaseHeld = lease.ErrHeld
@@ -29,7 +31,7 @@ var (
 type ConfigStore interface {
 	// ExportConfigs returns every configuration, sorted by root.
 	ExportConfigs(ctx context.Context) ([]*Config, error)
-	// ExportConfig returns one configuration or keyserver.ErrNotFound.
+	// ExportConfig returns one configuration or ErrNotFound.
 	ExportConfig(ctx context.Context, root string) (*Config, error)
 	// UpdateExportConfig atomically reads the configuration of root (nil
 	// when absent), passes it to fn and stores what fn returns. fn must
@@ -42,7 +44,7 @@ type ConfigStore interface {
 // events.
 type BatchStore interface {
 	// Batch returns the full record of root's batch starting at start
-	// (padding and revised keys included), or keyserver.ErrNotFound.
+	// (padding and revised keys included), or ErrNotFound.
 	Batch(ctx context.Context, root string, start time.Time) (*Batch, error)
 	// Batches returns the records of root's batches, oldest first, without
 	// Padding and Revised (the bulky part; use Batch for those).

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/candor-en/candor/api/export"
-	"github.com/candor-en/candor/keyserver"
 )
 
 // exportWindow produces the batch of window w under its lease. It returns
@@ -46,7 +45,7 @@ func (x *Exporter) exportWindow(ctx context.Context, c *Config, dir string, w Wi
 	switch _, err := x.store.Batch(ctx, c.Root, w.Start); {
 	case err == nil:
 		return nil, nil
-	case !errors.Is(err, keyserver.ErrNotFound):
+	case !errors.Is(err, ErrNotFound):
 		return nil, err
 	}
 

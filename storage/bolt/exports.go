@@ -43,7 +43,7 @@ func (d *DB) ExportConfigs(ctx context.Context) ([]*exporter.Config, error) {
 
 // ExportConfig implements exporter.ConfigStore.
 func (d *DB) ExportConfig(ctx context.Context, root string) (*exporter.Config, error) {
-	c, err := readJSON[exporter.Config](d, bucketExportConfigs, root, keyserver.ErrNotFound)
+	c, err := readJSON[exporter.Config](d, bucketExportConfigs, root, exporter.ErrNotFound)
 	if err != nil {
 		return nil, fmt.Errorf("export config %q: %w", root, err)
 	}
@@ -146,7 +146,7 @@ func (d *DB) Batch(ctx context.Context, root string, start time.Time) (*exporter
 		k := batchKey(root, start)
 		v := tx.Bucket(bucketExportBatches).Get(k)
 		if v == nil {
-			return keyserver.ErrNotFound
+			return exporter.ErrNotFound
 		}
 		out = new(exporter.Batch)
 		if err := json.Unmarshal(v, out); err != nil {

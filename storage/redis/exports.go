@@ -60,7 +60,7 @@ func (s *Store) ExportConfigs(ctx context.Context) ([]*exporter.Config, error) {
 func (s *Store) ExportConfig(ctx context.Context, root string) (*exporter.Config, error) {
 	b, err := s.rdb.HGet(ctx, s.xKey("configs"), root).Bytes()
 	if isNil(err) {
-		err = keyserver.ErrNotFound
+		err = exporter.ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("export config %q: %w", root, err)
@@ -135,7 +135,7 @@ if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('DEL', KEYS[1
 return 0
 `)
 
-// AcquireLease implements exporter.LeaseStore.
+// AcquireLease implements lease.Store.
 func (s *Store) AcquireLease(ctx context.Context, name, owner string, now time.Time, ttl time.Duration) error {
 	exp := now.Add(ttl)
 	res, err := acquireLeaseScript.Run(ctx, s.rdb, []string{s.xKey("lease:" + name)}, owner, nsString(now), nsString(exp), (ttl + leaseGrace).Milliseconds()).StringSlice()
@@ -152,7 +152,7 @@ func (s *Store) AcquireLease(ctx context.Context, name, owner string, now time.T
 	return nil
 }
 
-// ReleaseLease implements exporter.LeaseStore.
+// ReleaseLease implements lease.Store.
 func (s *Store) ReleaseLease(ctx context.Context, name, owner string) error {
 	if err := releaseLeaseScript.Run(ctx, s.rdb, []string{s.xKey("lease:" + name)}, owner).Err(); err != nil {
 		return fmt.Errorf("lease %s: %w", name, err)
@@ -174,7 +174,7 @@ func (s *Store) Batch(ctx context.Context, root string, start time.Time) (*expor
 	}
 	v, err := sum.Bytes()
 	if isNil(err) {
-		err = keyserver.ErrNotFound
+		err = exporter.ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("export batch %s/%d: %w", root, start.Unix(), err)

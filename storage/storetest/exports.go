@@ -170,10 +170,10 @@ func testExportsBatchesAndEvents(t *testing.T, open func(*testing.T) ExportStore
 	if want := testBatch(exportT0); !reflect.DeepEqual(full, want) {
 		t.Errorf("Batch = %+v\nwant %+v", full, want)
 	}
-	if _, err := db.Batch(ctx, "r", exportT0.Add(-time.Hour)); !errors.Is(err, keyserver.ErrNotFound) {
+	if _, err := db.Batch(ctx, "r", exportT0.Add(-time.Hour)); !errors.Is(err, exporter.ErrNotFound) {
 		t.Errorf("missing batch: %v", err)
 	}
-	if _, err := db.Batch(ctx, "other", exportT0); !errors.Is(err, keyserver.ErrNotFound) {
+	if _, err := db.Batch(ctx, "other", exportT0); !errors.Is(err, exporter.ErrNotFound) {
 		t.Errorf("batch of another root: %v", err)
 	}
 	list, err := db.Batches(ctx, "r")
@@ -207,7 +207,7 @@ func testExportsBatchesAndEvents(t *testing.T, open func(*testing.T) ExportStore
 	if len(list) != 2 || !list[0].Start.Equal(exportT0.Add(2*time.Hour)) {
 		t.Errorf("left: %+v", list)
 	}
-	if _, err := db.Batch(ctx, "r", exportT0); !errors.Is(err, keyserver.ErrNotFound) {
+	if _, err := db.Batch(ctx, "r", exportT0); !errors.Is(err, exporter.ErrNotFound) {
 		t.Errorf("deleted batch still readable: %v", err)
 	}
 	if again, err := db.DeleteBatches(ctx, "r", exportT0.Add(2*time.Hour)); err != nil || len(again) != 0 {
@@ -250,7 +250,7 @@ func testExportsBatchesAndEvents(t *testing.T, open func(*testing.T) ExportStore
 func testExportsConfigs(t *testing.T, open func(*testing.T) ExportStore) {
 	ctx := context.Background()
 	db := open(t)
-	if _, err := db.ExportConfig(ctx, "b"); !errors.Is(err, keyserver.ErrNotFound) {
+	if _, err := db.ExportConfig(ctx, "b"); !errors.Is(err, exporter.ErrNotFound) {
 		t.Fatalf("missing config: %v", err)
 	}
 	if list, err := db.ExportConfigs(ctx); err != nil || len(list) != 0 {
