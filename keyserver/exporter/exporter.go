@@ -464,13 +464,7 @@ func (x *Exporter) regenerate(ctx context.Context, c *Config, dir string, b *Bat
 		for i, info := range full.SignatureInfos {
 			signers[i] = replaySigner{info: info, bin: f.BinSHA256, sig: f.Signatures[i]}
 		}
-		_, err := writeZip(dir, f.Name, exportFile(c, w, l, f.Num-1, n), signers, func(wr export.Written) error {
-			if Digest(wr.ZipSHA256) != f.ZipSHA256 {
-				return fmt.Errorf("regenerated zip differs from the recorded one")
-			}
-			return nil
-		})
-		if err != nil {
+		if err := rewriteZip(dir, f.Name, exportFile(c, w, l, f.Num-1, n), signers, f.ZipSHA256); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", f.Name, err))
 			continue
 		}
