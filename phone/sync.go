@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/ecdsa"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
@@ -391,13 +389,13 @@ func (st *State) PinExportKey(si export.SignatureInfo, pub *ecdsa.PublicKey) err
 	if si.KeyID == "" || strings.Contains(si.KeyID, "/") {
 		return fmt.Errorf("pin export key %s: bad key id", si)
 	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	pemText, err := api.MarshalPublicKeyPEM(pub)
 	if err != nil {
 		return fmt.Errorf("pin export key %s: %w", si, err)
 	}
 	if st.ExportKeys == nil {
 		st.ExportKeys = map[string]string{}
 	}
-	st.ExportKeys[si.String()] = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	st.ExportKeys[si.String()] = pemText
 	return nil
 }
