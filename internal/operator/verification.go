@@ -29,40 +29,26 @@ type RealmPolicy struct {
 
 // apply sets the settings p gives on r.
 func (p *RealmPolicy) apply(r *verification.Realm) {
-	set := func(dst *string, v *string) {
-		if v != nil {
-			*dst = *v
-		}
-	}
 	set(&r.CertificateIssuer, p.CertificateIssuer)
 	set(&r.CertificateAudience, p.CertificateAudience)
 	set(&r.AppID, p.AppID)
-	if p.CertificateLifetime != nil {
-		r.CertificateLifetime = *p.CertificateLifetime
-	}
-	if p.ShortCodeLength != nil {
-		r.ShortCodeLength = *p.ShortCodeLength
-	}
-	if p.ShortCodeLifetime != nil {
-		r.ShortCodeLifetime = *p.ShortCodeLifetime
-	}
-	if p.LongCodeLength != nil {
-		r.LongCodeLength = *p.LongCodeLength
-	}
-	if p.LongCodeLifetime != nil {
-		r.LongCodeLifetime = *p.LongCodeLifetime
-	}
+	set(&r.CertificateLifetime, p.CertificateLifetime)
+	set(&r.ShortCodeLength, p.ShortCodeLength)
+	set(&r.ShortCodeLifetime, p.ShortCodeLifetime)
+	set(&r.LongCodeLength, p.LongCodeLength)
+	set(&r.LongCodeLifetime, p.LongCodeLifetime)
 	if len(p.TestTypes) > 0 {
 		r.TestTypes = p.TestTypes
 	}
-	if p.DailyQuota != nil {
-		r.DailyQuota = *p.DailyQuota
-	}
-	if p.RequireDate != nil {
-		r.RequireDate = *p.RequireDate
-	}
-	if p.Maintenance != nil {
-		r.Maintenance = *p.Maintenance
+	set(&r.DailyQuota, p.DailyQuota)
+	set(&r.RequireDate, p.RequireDate)
+	set(&r.Maintenance, p.Maintenance)
+}
+
+// set sets *dst to *v when v is given.
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
 	}
 }
 
