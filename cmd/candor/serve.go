@@ -139,10 +139,15 @@ func NewMain(cfg Config, logOut io.Writer) (*Main, error) {
 		return nil, err
 	}
 	// Tessera logs through klog: its lines go through this logger, with its
-	// level and format, not raw to stderr.
-	klog.SetSlogLogger(log)
+	// level and format, not raw to stderr. klog's logger is a process
+	// global that Tessera's goroutines read, so it is set once: a second
+	// Main in the same process (operator commands in tests) must not write
+	// it while an earlier log's goroutines still run.
+	setKlogOnce.Do(func() { klog.SetSlogLogger(log) })
 	return &Main{Config: cfg, Log: log}, nil
 }
+
+var setKlogOnce sync.Once
 
 // Open opens the store and keys, builds the services and binds the
 // listeners; Run then serves.
