@@ -47,6 +47,7 @@ lint:
 
 fuzz:
 	$(GO) test -run x -fuzz FuzzPublishDecode -fuzztime 30s ./keyserver/
+	$(GO) test -run x -fuzz FuzzListings -fuzztime 30s ./api/export/
 
 clean:
 	rm -rf bin

@@ -53,3 +53,35 @@ func TestListings(t *testing.T) {
 		})
 	}
 }
+
+// FuzzListings feeds arbitrary bytes to the listing parsers, which read what
+// any server or CDN sends: whatever they accept must format back to exactly
+// the bytes read, so no two byte strings are taken for one listing.
+func FuzzListings(f *testing.F) {
+	f.Add([]byte("a/1-2-00001.zip\na/3-4-00001.zip"), "a")
+	f.Add([]byte("a/1-2-00001.zip\r"), "a")
+	f.Add([]byte("demo\nus-wa"), "demo")
+	f.Add([]byte(""), "a")
+	f.Fuzz(func(t *testing.T, b []byte, root string) {
+		if lines, err := ParseRoots(b); err == nil {
+			if got := FormatListing(lines); string(got) != string(b) {
+				t.Fatalf("roots %q parsed to %q, which formats to %q", b, lines, got)
+			}
+			for _, l := range lines {
+				if !ValidRoot(l) {
+					t.Fatalf("roots %q: accepted invalid root %q", b, l)
+				}
+			}
+		}
+		if lines, err := ParseIndex(b, root); err == nil {
+			if got := FormatListing(lines); string(got) != string(b) {
+				t.Fatalf("index %q parsed to %q, which formats to %q", b, lines, got)
+			}
+			for _, l := range lines {
+				if !strings.HasPrefix(l, root+"/") {
+					t.Fatalf("index of %q accepted %q", root, l)
+				}
+			}
+		}
+	})
+}
