@@ -269,3 +269,27 @@ func TestE2EReadyFollowsRedis(t *testing.T) {
 		t.Errorf("the changes of readiness are not logged:\n%s", grepLines(s.stderr.String(), "ready"))
 	}
 }
+
+// TestE2EBadFlagsOpenNothing: a mistake in a flag that needs no store is
+// reported before the data directory, the store or any key is created, so a
+// typo cannot leave a half-initialised deployment (or a log origin fixed by
+// a start that was refused).
+func TestE2EBadFlagsOpenNothing(t *testing.T) {
+	bin := e2eBinary(t)
+	for _, tc := range []struct{ flag, value, want string }{
+		{"--trusted-proxies", "10.0.0.0/8,bogus", "--trusted-proxies"},
+		{"--public-url", "ftp://example.org", "--public-url"},
+		{"--app-link", "https://example.org/no-code", "--app-link"},
+	} {
+		t.Run(tc.flag, func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "data")
+			_, err := runCandor(bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--metrics-addr", "", tc.flag, tc.value)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("serve %s %s: %v, want a refusal naming %s", tc.flag, tc.value, err, tc.want)
+			}
+			if _, err := os.Stat(data); !os.IsNotExist(err) {
+				t.Errorf("the refused start created %s (%v)", data, err)
+			}
+		})
+	}
+}

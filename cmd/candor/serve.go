@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	_ "net/http/pprof" // served on the operator socket only
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,6 +79,31 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	c.verificationFlags(fs)
 	c.exportFlags(fs)
 	c.transparencyFlags(fs)
+}
+
+// Validate checks the flags that need no store or key, so that a mistake in
+// them is reported before anything is opened or created; it also parses
+// --trusted-proxies once for the request limiter.
+func (c *Config) Validate() error {
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return usageError{fmt.Sprintf("--public-url %q: want http(s)://host[:port]", c.PublicURL)}
+		}
+	}
+	if c.AppLink != "" && !strings.Contains(c.AppLink, "{code}") {
+		return usageError{fmt.Sprintf("--app-link %q: must contain {code}", c.AppLink)}
+	}
+	c.trustedProxies = nil
+	if c.TrustedProxies != "" {
+		for _, cidr := range strings.Split(c.TrustedProxies, ",") {
+			_, n, err := net.ParseCIDR(strings.TrimSpace(cidr))
+			if err != nil {
+				return usageError{fmt.Sprintf("--trusted-proxies: %v", err)}
+			}
+			c.trustedProxies = append(c.trustedProxies, n)
+		}
+	}
+	return nil
 }
 
 func (c *Config) now() time.Time {
@@ -197,6 +223,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 // listening: operator commands use it when no server runs.
 func (m *Main) OpenServices(ctx context.Context) (err error) {
 	cfg := &m.Config
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}

@@ -48,6 +48,8 @@ type SharedConfig struct {
 	// X-Forwarded-For names the client; empty: the peer address is the
 	// client's.
 	TrustedProxies string
+	// trustedProxies is TrustedProxies parsed by Config.Validate.
+	trustedProxies []*net.IPNet
 	// RateLimitWindow and the RateLimitPer* bounds: requests per window per
 	// client address (publish, device APIs), device API key and admin API
 	// key; 0 disables a bound.
@@ -272,17 +274,12 @@ func (m *Main) failureLimiter(burst int, interval time.Duration) verification.Fa
 // shared, else in memory.
 func (m *Main) setupRequestLimits(e *echo.Echo) error {
 	cfg := m.Config.SharedConfig
-	if cfg.TrustedProxies == "" {
+	if len(cfg.trustedProxies) == 0 {
 		e.IPExtractor = echo.ExtractIPDirect()
 	} else {
-		var opts []echo.TrustOption
 		// Only the proxies given: not every private network.
-		opts = append(opts, echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false))
-		for _, c := range strings.Split(cfg.TrustedProxies, ",") {
-			_, n, err := net.ParseCIDR(strings.TrimSpace(c))
-			if err != nil {
-				return usageError{fmt.Sprintf("--trusted-proxies: %v", err)}
-			}
+		opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, n := range cfg.trustedProxies {
 			opts = append(opts, echo.TrustIPRange(n))
 		}
 		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)

@@ -8,7 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
+
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -87,14 +87,6 @@ func (m *Main) publicURL() string {
 // openVerification builds the verification service.
 func (m *Main) openVerification(ctx context.Context) error {
 	cfg := m.Config.VerificationConfig
-	if cfg.PublicURL != "" {
-		if u, err := url.Parse(cfg.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return usageError{fmt.Sprintf("--public-url %q: want http(s)://host[:port]", cfg.PublicURL)}
-		}
-	}
-	if cfg.AppLink != "" && !strings.Contains(cfg.AppLink, "{code}") {
-		return usageError{fmt.Sprintf("--app-link %q: must contain {code}", cfg.AppLink)}
-	}
 	svc, err := verification.New(ctx, m.VerificationStore, m.Keysets, m.Master, verification.Options{
 		Now:                    m.Config.now,
 		LinkBase:               m.publicURL,
