@@ -55,11 +55,7 @@ func (s *Service) AddUser(ctx context.Context, by Actor, nu NewUser) (*User, str
 			return nil, "", ErrForbidden
 		}
 	}
-	otp, err := NewOneTimePassword(s.opts.Rand)
-	if err != nil {
-		return nil, "", err
-	}
-	hash, err := s.hashPassword(ctx, otp)
+	otp, hash, err := s.newOneTimePassword(ctx)
 	if err != nil {
 		return nil, "", err
 	}
@@ -416,11 +412,7 @@ func (s *Service) ResetPasswordByEmail(ctx context.Context, email string) (*User
 }
 
 func (s *Service) resetPassword(ctx context.Context, by Actor, realm string, before *User) (*User, string, error) {
-	otp, err := NewOneTimePassword(s.opts.Rand)
-	if err != nil {
-		return nil, "", err
-	}
-	hash, err := s.hashPassword(ctx, otp)
+	otp, hash, err := s.newOneTimePassword(ctx)
 	if err != nil {
 		return nil, "", err
 	}
@@ -514,4 +506,16 @@ func (s *Service) SetTimeZone(ctx context.Context, u *User, tz string) (*User, e
 		}
 	}
 	return s.store.UpdateUser(ctx, u.ID, func(u *User) error { u.TimeZone = tz; return nil })
+}
+
+// newOneTimePassword returns a fresh one-time password and its hash, as
+// stored for a new account or after a reset.
+func (s *Service) newOneTimePassword(ctx context.Context) (otp, hash string, err error) {
+	if otp, err = NewOneTimePassword(s.opts.Rand); err != nil {
+		return "", "", err
+	}
+	if hash, err = s.hashPassword(ctx, otp); err != nil {
+		return "", "", err
+	}
+	return otp, hash, nil
 }
